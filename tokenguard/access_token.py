@@ -1,0 +1,187 @@
+"""Access-token validation: RFC 9068 JWT access tokens, or opaque tokens via RFC 7662.
+
+Every failure is ``invalid_token`` (RFC 9068 §4). A JWT's verified claims are cached by the token's
+hash until its ``exp``: its signature cannot change, while time-based checks run on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidToken
+from .introspection import Introspector
+from .jwks import JwksCache
+from .jws import JWSError, parse_compact, parse_json_object, verify_signature
+
+DEFAULT_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
+RFC9068_REQUIRED = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
+
+
+@dataclass(frozen=True, slots=True)
+class Issuer:
+    """A trusted issuer: its identifier, signing keys, and optionally its introspection endpoint."""
+
+    issuer: str
+    jwks: JwksCache | None = None
+    introspector: Introspector | None = None
+    audiences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """What the verifier knows about a valid access token."""
+
+    issuer: str
+    claims: Mapping[str, Any] = field(repr=False)
+    source: str  # "jwt" or "introspection"
+
+    @property
+    def cnf(self) -> Any:
+        return self.claims.get("cnf")
+
+    @property
+    def subject(self) -> str:
+        return str(self.claims.get("sub", ""))
+
+    @property
+    def client_id(self) -> str:
+        return str(self.claims.get("client_id", ""))
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        scope = self.claims.get("scope", "")
+        if isinstance(scope, list):
+            return tuple(str(s) for s in scope)
+        return tuple(str(scope).split())
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _media_type(typ: Any) -> str | None:
+    if not isinstance(typ, str):
+        return None
+    typ = typ.lower()
+    return typ[len("application/"):] if typ.startswith("application/") else typ
+
+
+class AccessTokenValidator:
+    def __init__(self, issuers: Sequence[Issuer], *, audiences: Collection[str],
+                 algs: Collection[str] = DEFAULT_TOKEN_ALGS, leeway: int = 60,
+                 required_claims: Collection[str] = RFC9068_REQUIRED, require_typ: bool = True,
+                 clock: Callable[[], float] = time.time, cache_size: int = 10000) -> None:
+        self.issuers = {i.issuer: i for i in issuers}
+        self._introspecting = [i for i in issuers if i.introspector is not None]
+        self.audiences = tuple(audiences)
+        self.algs = frozenset(algs)
+        self.leeway = leeway
+        self.required_claims = tuple(required_claims)
+        self.require_typ = require_typ
+        self.clock = clock
+        self._cache: OrderedDict[bytes, AccessToken] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def validate(self, token: str) -> AccessToken:
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._cache.get(digest)
+        if cached is not None:
+            self._check_times(cached.claims)
+            return cached
+        if self._looks_like_jwt(token):
+            result = self._validate_jwt(token)
+        elif self._introspecting:
+            result = self._introspect(token)
+        else:
+            raise InvalidToken("token_malformed", "Access token is not a JWT")
+        if result.source == "jwt":  # introspection results live in the introspector's own TTL cache
+            with self._lock:
+                self._cache[digest] = result
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return result
+
+    @staticmethod
+    def _looks_like_jwt(token: str) -> bool:
+        """A token whose first segment is a JOSE header is handled as a JWT (and must be a valid one)."""
+        if token.count(".") not in (1, 2, 4):
+            return False
+        try:
+            header = parse_json_object(token.split(".", 1)[0], "header")
+        except JWSError:
+            return False
+        return "alg" in header
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self.clock()
+        exp = claims.get("exp")
+        if exp is not None and exp + self.leeway <= now:
+            raise InvalidToken("token_expired", "Access token has expired")
+        nbf = claims.get("nbf")
+        if nbf is not None and nbf - self.leeway > now:
+            raise InvalidToken("token_not_yet_valid", "Access token is not yet valid")
+
+    def _check_audience(self, aud: Any, audiences: Collection[str]) -> None:
+        values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
+        if values is None or not any(isinstance(v, str) and v in audiences for v in values):
+            raise InvalidToken("token_wrong_audience", "Access token is not meant for this resource")
+
+    def _validate_jwt(self, token: str) -> AccessToken:
+        if token.count(".") == 4:
+            raise InvalidToken("token_encrypted", "Encrypted access tokens are not supported")
+        try:
+            jws = parse_compact(token)
+        except JWSError as exc:
+            raise InvalidToken("token_malformed", "Access token is not a well-formed JWT") from exc
+        header, claims = jws.header, jws.payload
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algs:
+            raise InvalidToken("token_bad_alg", "Access token alg is not accepted")
+        if self.require_typ and _media_type(header.get("typ")) != "at+jwt":  # RFC 9068 §4, R-13
+            raise InvalidToken("token_bad_typ", "Access token typ is not at+jwt")
+        if "crit" in header:
+            raise InvalidToken("token_crit", "Access token has critical header parameters")
+        issuer = self.issuers.get(claims.get("iss")) if isinstance(claims.get("iss"), str) else None
+        if issuer is None or issuer.jwks is None:
+            raise InvalidToken("token_unknown_issuer", "Access token issuer is not trusted")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("token_malformed", "Access token kid is not a string")
+        # jku, x5u, jwk and x5c are ignored: keys come from the issuer's jwks_uri only
+        keys = issuer.jwks.keys_for(kid, alg)
+        if not any(verify_signature(alg, key, jws.signing_input, jws.signature) for key in keys):
+            raise InvalidToken("token_bad_signature", "Access token signature does not verify")
+        for name in self.required_claims:
+            if name not in claims:
+                raise InvalidToken("token_missing_claim", f"Access token lacks the {name} claim")
+        for name in ("exp", "nbf", "iat"):
+            if name in claims and not _number(claims[name]):
+                raise InvalidToken("token_malformed", f"Access token {name} is not a number")
+        self._check_audience(claims.get("aud"), issuer.audiences or self.audiences)
+        self._check_times(claims)
+        return AccessToken(issuer=issuer.issuer, claims=claims, source="jwt")
+
+    def _introspect(self, token: str) -> AccessToken:
+        for issuer in self._introspecting:
+            assert issuer.introspector is not None
+            result = issuer.introspector.introspect(token)
+            if result.get("active") is not True:
+                continue
+            iss = result.get("iss")
+            if iss is not None and iss != issuer.issuer:
+                raise InvalidToken("token_unknown_issuer", "Introspected token names another issuer")
+            if "aud" in result:
+                self._check_audience(result["aud"], issuer.audiences or self.audiences)
+            for name in ("exp", "nbf"):
+                if name in result and not _number(result[name]):
+                    raise InvalidToken("token_malformed", f"Introspection {name} is not a number")
+            self._check_times(result)
+            return AccessToken(issuer=issuer.issuer, claims=result, source="introspection")
+        raise InvalidToken("token_inactive", "Access token is not active")

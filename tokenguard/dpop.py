@@ -1,0 +1,248 @@
+"""DPoP proofs (RFC 9449): the checks of §4.3, in the RFC's order, plus creation for clients.
+
+One implementation serves the resource server (``tokenguard``), the mock authorization server
+(``idp_mock``) and the CLI. Each failure raises :class:`~tokenguard.errors.InvalidDpopProof` with a
+stable reason code, or :class:`~tokenguard.errors.UseDpopNonce` carrying a fresh nonce.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from hashlib import sha256
+from typing import Any
+
+from .b64 import b64url_encode, sha256_b64url
+from .errors import InvalidDpopProof, UseDpopNonce
+from .jwk import ASYMMETRIC_ALGS, PRIVATE_MEMBERS, JWKError, PublicKey, PublicKeyCache, key_fits_alg, thumbprint
+from .jws import JWSError, parse_compact, verify_signature
+from .nonce import NonceIssuer
+from .replay import ReplayStore
+from .uri import URIError, normalize_target
+
+DEFAULT_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
+_TOKEN68_FORBIDDEN = frozenset(" \t,\"")
+
+
+@dataclass(frozen=True, slots=True)
+class DpopProof:
+    """A verified proof: the key's RFC 7638 thumbprint and the claims that were checked."""
+
+    jkt: str
+    jti: str
+    iat: float
+    htm: str
+    htu: str
+    nonce: str | None
+    claims: Mapping[str, Any] = field(repr=False)
+    header: Mapping[str, Any] = field(repr=False)
+
+
+def ath_for(access_token: str) -> str:
+    """RFC 9449 §4.2 ``ath``: base64url(SHA-256(ASCII access token))."""
+    return sha256_b64url(access_token.encode("ascii"))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class DpopVerifier:
+    """Verifies proofs against a request; the replay store and nonce issuer are injected."""
+
+    def __init__(self, *, algs: Collection[str] = DEFAULT_ALGS, replay: ReplayStore | None = None,
+                 nonces: NonceIssuer | None = None, iat_past: int = 60, iat_future: int = 15,
+                 max_proof_bytes: int = 8192, max_jti_length: int = 256,
+                 clock: Callable[[], float] = time.time, header_cache_size: int = 4096) -> None:
+        unsupported = set(algs) - ASYMMETRIC_ALGS
+        if unsupported:
+            raise ValueError(f"DPoP algs must be asymmetric JWS algs, not {sorted(unsupported)}")
+        self.algs = tuple(algs)
+        self._allowed = frozenset(algs)
+        self.replay = replay
+        self.nonces = nonces
+        self.iat_past = iat_past
+        self.iat_future = iat_future
+        self.max_proof_bytes = max_proof_bytes
+        self.max_jti_length = max_jti_length
+        self.clock = clock
+        self._keys = PublicKeyCache()
+        self._headers: OrderedDict[str, tuple[str, PublicKey, str, dict[str, Any]]] = OrderedDict()
+        self._header_cache_size = header_cache_size
+
+    @property
+    def replay_ttl(self) -> int:
+        """How long a ``jti`` must be remembered: the widest window in which its proof is accepted."""
+        window = self.iat_past + self.iat_future
+        if self.nonces is not None:
+            window = max(window, self.nonces.lifetime + self.iat_future)
+        return window + 1
+
+    def _use_nonce(self, reason: str, description: str) -> UseDpopNonce:
+        assert self.nonces is not None
+        return UseDpopNonce(reason, description, self.nonces.issue())
+
+    def _check_header(self, header_segment: str, header: Mapping[str, Any]) -> tuple[str, PublicKey, str]:
+        """§4.3 (4)-(7) for the JOSE header; the outcome is cached by the exact header segment."""
+        cached = self._headers.get(header_segment)
+        if cached is not None:
+            return cached[0], cached[1], cached[2]
+        typ = header.get("typ")
+        if not isinstance(typ, str):
+            raise InvalidDpopProof("dpop_bad_typ", "DPoP proof has no typ header")
+        media = typ.lower()
+        if media.startswith("application/"):
+            media = media[len("application/"):]
+        if media != "dpop+jwt":  # (4); RFC 7515 §4.1.9 allows the prefix and any case
+            raise InvalidDpopProof("dpop_bad_typ", "DPoP proof typ is not dpop+jwt")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._allowed:  # (5)
+            raise InvalidDpopProof("dpop_bad_alg", "DPoP proof alg is missing or not allowed")
+        if "crit" in header:
+            raise InvalidDpopProof("dpop_crit", "DPoP proof has critical header parameters")
+        jwk = header.get("jwk")
+        if not isinstance(jwk, dict):
+            raise InvalidDpopProof("dpop_bad_jwk", "DPoP proof has no jwk header")
+        if PRIVATE_MEMBERS.intersection(jwk):  # (7)
+            raise InvalidDpopProof("dpop_private_jwk", "DPoP proof jwk contains private key material")
+        if not key_fits_alg(jwk, alg):  # (5)-(6): never take the algorithm from the header alone
+            raise InvalidDpopProof("dpop_alg_key_mismatch", "DPoP proof alg does not match its jwk")
+        try:
+            key = self._keys.get(jwk)
+            jkt = thumbprint(jwk)
+        except JWKError as exc:
+            raise InvalidDpopProof("dpop_bad_jwk", f"DPoP proof jwk is invalid: {exc}") from exc
+        self._headers[header_segment] = (alg, key, jkt, dict(header))
+        if len(self._headers) > self._header_cache_size:
+            self._headers.popitem(last=False)
+        return alg, key, jkt
+
+    def verify(self, proofs: Sequence[str], *, htm: str, htu: str, access_token: str | None = None,
+               require_nonce: bool = False, consume: bool = True) -> DpopProof:
+        """Check the request's DPoP header value(s) for a request to ``htm htu``.
+
+        ``htu`` is the external target URI (already known to be absolute). With ``access_token`` the
+        proof must carry its ``ath`` (§4.3 (12), §7). With ``require_nonce`` a valid server nonce is
+        mandatory (§8, §9, §11.3). ``consume`` records the ``jti`` in the replay store (§11.1).
+        """
+        # (1) exactly one DPoP header field, and a single token68 value (R-12: WSGI folds duplicates)
+        if len(proofs) != 1:
+            raise InvalidDpopProof("dpop_multiple_proofs", "Exactly one DPoP header is required")
+        proof = proofs[0].strip()
+        if not proof:
+            raise InvalidDpopProof("dpop_malformed", "DPoP header is empty")
+        if len(proof) > self.max_proof_bytes:
+            raise InvalidDpopProof("dpop_too_large", "DPoP proof is too large")
+        if _TOKEN68_FORBIDDEN.intersection(proof):
+            raise InvalidDpopProof("dpop_multiple_proofs", "DPoP header holds more than one value")
+        # (2) a well-formed compact JWS / JWT
+        try:
+            jws = parse_compact(proof)
+        except JWSError as exc:
+            raise InvalidDpopProof("dpop_malformed", f"DPoP proof is not a well-formed JWT: {exc}") from exc
+        claims = jws.payload
+        # (3) required claims
+        for name in ("jti", "htm", "htu", "iat"):
+            if name not in claims:
+                raise InvalidDpopProof("dpop_missing_claim", f"DPoP proof lacks the {name} claim")
+        if access_token is not None and "ath" not in claims:
+            raise InvalidDpopProof("dpop_missing_claim", "DPoP proof lacks the ath claim")
+        # (4)-(7) typ, alg, key; then the signature
+        alg, key, jkt = self._check_header(jws.header_segment, jws.header)
+        if not verify_signature(alg, key, jws.signing_input, jws.signature):
+            raise InvalidDpopProof("dpop_bad_signature", "DPoP proof signature does not verify")
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise InvalidDpopProof("dpop_bad_jti", "DPoP proof jti must be a non-empty string")
+        if len(jti) > self.max_jti_length:
+            raise InvalidDpopProof("dpop_bad_jti", "DPoP proof jti is too long")
+        # (8) htm: exact, case-sensitive (RFC 9110 §9.1)
+        if claims["htm"] != htm:
+            raise InvalidDpopProof("dpop_htm_mismatch", f"DPoP proof htm does not match the {htm} request")
+        # (9) htu, both sides normalised, query and fragment ignored
+        try:
+            proof_htu = normalize_target(claims["htu"])
+        except URIError as exc:
+            raise InvalidDpopProof("dpop_bad_htu", "DPoP proof htu is not an absolute http(s) URI") from exc
+        if not hmac.compare_digest(proof_htu, htu):
+            raise InvalidDpopProof("dpop_htu_mismatch",
+                                   f"DPoP proof htu {proof_htu} does not match the request URL {htu}")
+        # (10) nonce, when this server asks for one
+        nonce = claims.get("nonce")
+        nonce_ok = False
+        if require_nonce:
+            if self.nonces is None:
+                raise ValueError("nonces required but no nonce issuer configured")
+            if nonce is None:
+                raise self._use_nonce("dpop_nonce_missing", "Resource server requires nonce in DPoP proof")
+            if not self.nonces.is_valid(nonce):
+                raise self._use_nonce("dpop_nonce_invalid", "DPoP proof nonce is invalid or expired")
+            nonce_ok = True
+        # (11) creation time: iat window; a valid server nonce vouches for freshness on the past side
+        iat = claims["iat"]
+        if not _number(iat):
+            raise InvalidDpopProof("dpop_bad_iat", "DPoP proof iat is not a number")
+        now = self.clock()
+        if iat > now + self.iat_future:
+            raise InvalidDpopProof("dpop_iat_future", "DPoP proof iat is in the future")
+        if iat < now - self.iat_past and not nonce_ok:
+            raise InvalidDpopProof("dpop_iat_too_old", "DPoP proof iat is too old")
+        for name in ("exp", "nbf"):
+            if name in claims and not _number(claims[name]):
+                raise InvalidDpopProof("dpop_bad_claim", f"DPoP proof {name} is not a number")
+        if "exp" in claims and claims["exp"] <= now - self.iat_future:
+            raise InvalidDpopProof("dpop_expired", "DPoP proof has expired")
+        if "nbf" in claims and claims["nbf"] > now + self.iat_future:
+            raise InvalidDpopProof("dpop_not_yet_valid", "DPoP proof is not yet valid")
+        # (12) ath binds the proof to the access token (§4.2, §7); cnf.jkt is the caller's check
+        if access_token is not None:
+            ath = claims["ath"]
+            if not isinstance(ath, str) or not hmac.compare_digest(ath, ath_for(access_token)):
+                raise InvalidDpopProof("dpop_ath_mismatch", "DPoP proof ath does not match the access token")
+        # §11.1 replay: the jti, scoped to the key, may be used once within the window
+        if consume and self.replay is not None:
+            replay_key = b64url_encode(sha256(f"{jkt}\x00{jti}".encode()).digest())
+            if not self.replay.first_use(replay_key, self.replay_ttl):
+                raise InvalidDpopProof("dpop_replay", "DPoP proof has already been used")
+        return DpopProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=proof_htu,
+                         nonce=nonce if isinstance(nonce, str) else None, claims=claims, header=jws.header)
+
+
+def create_proof(private_jwk: Mapping[str, Any], *, htm: str, htu: str, access_token: str | None = None,
+                 nonce: str | None = None, iat: float | None = None, jti: str | None = None,
+                 alg: str | None = None, extra_claims: Mapping[str, Any] | None = None) -> str:
+    """Sign an RFC 9449 §4.2 proof (``htu`` without query and fragment, raw R‖S for ECDSA)."""
+    from joserfc import jwk as jose_jwk
+    from joserfc import jws as jose_jws
+
+    from .jwk import public_jwk
+
+    alg = alg or private_jwk.get("alg") or _default_alg(private_jwk)
+    header = {"typ": "dpop+jwt", "alg": alg, "jwk": public_jwk(private_jwk)}
+    header["jwk"].pop("alg", None)
+    header["jwk"].pop("kid", None)
+    claims: dict[str, Any] = {"jti": jti or str(uuid.uuid4()), "htm": htm, "htu": htu.split("#")[0].split("?")[0],
+                              "iat": int(time.time() if iat is None else iat)}
+    if access_token is not None:
+        claims["ath"] = ath_for(access_token)
+    if nonce is not None:
+        claims["nonce"] = nonce
+    if extra_claims:
+        claims.update(extra_claims)
+    key = jose_jwk.import_key(dict(private_jwk))
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    return jose_jws.serialize_compact(header, payload, key, algorithms=[alg])
+
+
+def _default_alg(jwk: Mapping[str, Any]) -> str:
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    if kty == "EC":
+        return {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}.get(str(crv), "ES256")
+    if kty == "OKP":
+        return "EdDSA"
+    return "PS256" if jwk.get("alg") == "PS256" else "RS256"

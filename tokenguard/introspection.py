@@ -1,0 +1,73 @@
+"""Opaque access tokens through RFC 7662 introspection, client-authenticated, with a bounded cache.
+
+A result is cached no longer than the token's ``exp`` and the configured TTL (an inactive answer
+for the TTL: a dead token never comes back). Any failure to get an answer fails closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+
+from .errors import VerifierUnavailable
+
+PostForm = Callable[[str, Mapping[str, str], tuple[str, str]], Mapping[str, Any]]
+
+
+def http_post_form(timeout: float = 3.0, session: requests.Session | None = None) -> PostForm:
+    http = session or requests.Session()
+
+    def post(url: str, form: Mapping[str, str], auth: tuple[str, str]) -> Mapping[str, Any]:
+        try:
+            response = http.post(url, data=dict(form), auth=auth, timeout=timeout, allow_redirects=False,
+                                 headers={"Accept": "application/json"})
+            body = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise VerifierUnavailable("introspection_unavailable",
+                                      f"introspection failed: {type(exc).__name__}") from exc
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise VerifierUnavailable("introspection_unavailable",
+                                      f"introspection answered HTTP {response.status_code}")
+        return body
+
+    return post
+
+
+class Introspector:
+    def __init__(self, endpoint: str, client_id: str, client_secret: str, *, post: PostForm,
+                 cache_ttl: float = 60.0, cache_size: int = 10000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.endpoint = endpoint
+        self._auth = (client_id, client_secret)
+        self._post = post
+        self.cache_ttl = cache_ttl
+        self._cache: OrderedDict[bytes, tuple[float, Mapping[str, Any]]] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def introspect(self, token: str) -> Mapping[str, Any]:
+        """The introspection response; ``{"active": False}`` for any token the AS does not vouch for."""
+        digest = hashlib.sha256(token.encode()).digest()
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(digest)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        body = self._post(self.endpoint, {"token": token, "token_type_hint": "access_token"}, self._auth)
+        result: Mapping[str, Any] = body if body.get("active") is True else {"active": False}
+        until = now + self.cache_ttl
+        exp = result.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            until = min(until, float(exp))
+        with self._lock:
+            self._cache[digest] = (until, result)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return result

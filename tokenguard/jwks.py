@@ -1,0 +1,173 @@
+"""The issuer's signing keys (RFC 9068 §4: keys only from the AS metadata's ``jwks_uri``).
+
+Keys are cached with a TTL. An unknown ``kid`` triggers at most one re-fetch per cool-down, so a
+flood of random kids costs one fetch, not one per request (spec JWT-RS-10). When the IdP is down,
+keys already fetched keep serving; with no key ever fetched the verifier fails closed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .errors import InvalidToken, VerifierUnavailable
+from .jwk import ASYMMETRIC_ALGS, PRIVATE_MEMBERS, JWKError, PublicKey, import_public_key, key_fits_alg
+
+FetchJson = Callable[[str], Mapping[str, Any]]
+
+
+class FetchError(Exception):
+    """An HTTP fetch failed (network, status, or not a JSON object)."""
+
+
+def http_fetch_json(timeout: float = 3.0, session: requests.Session | None = None) -> FetchJson:
+    """A JSON fetcher with a bounded timeout and no redirects to other origins."""
+    http = session or requests.Session()
+
+    def fetch(url: str) -> Mapping[str, Any]:
+        try:
+            response = http.get(url, timeout=timeout, allow_redirects=False,
+                                headers={"Accept": "application/json"})
+        except requests.RequestException as exc:
+            raise FetchError(f"{type(exc).__name__} fetching {url}") from exc
+        if response.status_code != 200:
+            raise FetchError(f"HTTP {response.status_code} from {url}")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise FetchError(f"non-JSON answer from {url}") from exc
+        if not isinstance(body, dict):
+            raise FetchError(f"answer from {url} is not a JSON object")
+        return body
+
+    return fetch
+
+
+def metadata_url(issuer: str, well_known: str = "oauth-authorization-server") -> str:
+    """RFC 8414 §3: the well-known suffix goes between the host and the issuer's path."""
+    scheme, _, rest = issuer.partition("://")
+    host, slash, path = rest.partition("/")
+    path = path.rstrip("/")
+    return f"{scheme}://{host}/.well-known/{well_known}{'/' + path if path else ''}"
+
+
+def discover(issuer: str, fetch: FetchJson) -> Mapping[str, Any]:
+    """Fetch RFC 8414 metadata (or OIDC discovery) and check ``issuer`` is byte-identical (R-17)."""
+    errors = []
+    for url in (metadata_url(issuer), issuer.rstrip("/") + "/.well-known/openid-configuration"):
+        try:
+            metadata = fetch(url)
+        except FetchError as exc:
+            errors.append(str(exc))
+            continue
+        if metadata.get("issuer") != issuer:
+            errors.append(f"metadata at {url} names another issuer")
+            continue
+        return metadata
+    raise FetchError("; ".join(errors))
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kid: str | None
+    jwk: Mapping[str, Any]
+    key: PublicKey
+
+
+class JwksCache:
+    """Signing keys of one issuer, refreshed on TTL expiry and (rate-limited) on unknown ``kid``."""
+
+    def __init__(self, issuer: str, *, jwks_uri: str | None, fetch: FetchJson, ttl: float = 300.0,
+                 cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 on_fetch: Callable[[str, bool], None] | None = None) -> None:
+        self.issuer = issuer
+        self.jwks_uri = jwks_uri
+        self._fetch = fetch
+        self.ttl = ttl
+        self.cooldown = cooldown
+        self._clock = clock
+        self._on_fetch = on_fetch
+        self._keys: list[_Key] = []
+        self._fetched_at: float | None = None
+        self._last_attempt: float | None = None
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self._keys)
+
+    def _resolve_jwks_uri(self) -> str:
+        if self.jwks_uri is None:
+            uri = discover(self.issuer, self._fetch).get("jwks_uri")
+            if not isinstance(uri, str):
+                raise FetchError("issuer metadata has no jwks_uri")
+            self.jwks_uri = uri
+        return self.jwks_uri
+
+    def refresh(self) -> bool:
+        """Fetch the JWKS now; on failure keep the old keys. Returns whether the fetch succeeded."""
+        self._last_attempt = self._clock()
+        try:
+            document = self._fetch(self._resolve_jwks_uri())
+            keys = self._parse(document)
+        except FetchError as exc:
+            self.last_error = str(exc)
+            if self._on_fetch:
+                self._on_fetch(self.issuer, False)
+            return False
+        self._keys, self._fetched_at, self.last_error = keys, self._clock(), None
+        if self._on_fetch:
+            self._on_fetch(self.issuer, True)
+        return True
+
+    @staticmethod
+    def _parse(document: Mapping[str, Any]) -> list[_Key]:
+        raw_keys = document.get("keys")
+        if not isinstance(raw_keys, list):
+            raise FetchError("JWKS has no keys array")
+        keys = []
+        for jwk in raw_keys:
+            if not isinstance(jwk, dict) or PRIVATE_MEMBERS.intersection(jwk):
+                continue  # symmetric or private keys never verify access tokens
+            if jwk.get("use", "sig") != "sig":
+                continue
+            try:
+                keys.append(_Key(jwk.get("kid") if isinstance(jwk.get("kid"), str) else None, jwk,
+                                 import_public_key(jwk)))
+            except JWKError:
+                continue
+        return keys
+
+    def _candidates(self, kid: str | None, alg: str) -> list[PublicKey]:
+        return [k.key for k in self._keys
+                if (kid is None or k.kid == kid) and key_fits_alg(k.jwk, alg)
+                and k.jwk.get("alg", alg) == alg]
+
+    def keys_for(self, kid: str | None, alg: str) -> list[PublicKey]:
+        """Keys that may have signed a token with this ``kid`` and ``alg``."""
+        if alg not in ASYMMETRIC_ALGS:
+            return []
+        now = self._clock()
+        if self._fetched_at is None or now - self._fetched_at > self.ttl:
+            with self._lock:
+                if self._fetched_at is None or now - self._fetched_at > self.ttl:
+                    if self._last_attempt is None or now - self._last_attempt >= min(self.cooldown, 5.0):
+                        self.refresh()
+        if not self._keys:
+            raise VerifierUnavailable("jwks_unavailable", "no signing keys could be fetched for the issuer")
+        found = self._candidates(kid, alg)
+        if not found and kid is not None:
+            with self._lock:
+                found = self._candidates(kid, alg)
+                if not found and (self._last_attempt is None or self._clock() - self._last_attempt >= self.cooldown):
+                    self.refresh()
+                    found = self._candidates(kid, alg)
+        if not found:
+            raise InvalidToken("token_unknown_kid", "No key of the issuer matches the token")
+        return found

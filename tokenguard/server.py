@@ -1,0 +1,110 @@
+"""``tokenguard serve``: gunicorn with N workers in production, the Flask server with ``--dev``.
+
+The replay store is shared by all workers (embedded SQLite by default), so ``--workers N`` is
+replay-safe; the ``memory`` store is refused with more than one worker. SIGHUP reloads the config
+the way gunicorn does, but a bad new config is refused and the old one stays in force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from typing import Any
+
+from .config import Config, ConfigError, load_config
+
+log = logging.getLogger("tokenguard")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (default: $TOKENGUARD_CONFIG or built-in defaults)")
+    parser.add_argument("--listen", help="HOST:PORT to listen on (default: server.listen, 127.0.0.1:8080)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: server.workers, 2)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: server.threads, 1)")
+    parser.add_argument("--dev", action="store_true", help="single-process Flask development server")
+
+
+def _refuse(config: Config, workers: int, dev: bool) -> str | None:
+    if config.replay["store"] == "memory" and workers > 1 and not dev:
+        return (f"{config.source}: replay.store: 'memory' keeps DPoP jti values inside one process, so with "
+                f"{workers} workers a replayed proof reaching another worker would be accepted; use 'embedded' "
+                "(default, shared by all workers on this host), a redis:// URL, or --workers 1")
+    return None
+
+
+def _prepare_metrics_dir(config: Config) -> None:
+    path = config.state_dir / f"metrics-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"tokenguard: {exc}", file=sys.stderr)
+        return 2
+    workers = args.workers or config.server["workers"]
+    threads = args.threads or config.server["threads"]
+    listen = args.listen or config.server["listen"]
+    problem = _refuse(config, workers, args.dev)
+    if problem:
+        print(f"tokenguard: {problem}", file=sys.stderr)
+        return 2
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    if args.dev:
+        from .app import create_app
+
+        host, _, port = listen.rpartition(":")
+        create_app(config).run(host=host.strip("[]"), port=int(port), threaded=False)
+        return 0
+    _prepare_metrics_dir(config)
+    return _serve_gunicorn(args.config, config, listen, workers, threads)
+
+
+def _serve_gunicorn(path: str | None, config: Config, listen: str, workers: int, threads: int) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    class TokenguardApplication(BaseApplication):  # type: ignore[misc]
+        """Workers are forked from the master and build their app from the last config that was valid."""
+
+        def __init__(self) -> None:
+            self.active = config
+            super().__init__()
+
+        def load_config(self) -> None:
+            if getattr(self, "_started", False):  # a SIGHUP reload, not the first load
+                try:
+                    self.active = load_config(path)
+                    log.warning(json.dumps({"event": "config_reloaded", "source": self.active.source}))
+                except ConfigError as exc:
+                    log.error(json.dumps({"event": "config_rejected", "error": str(exc)}))
+            settings: dict[str, Any] = {
+                "bind": listen, "workers": workers, "threads": threads,
+                "worker_class": "gthread" if threads > 1 else "sync",
+                "timeout": 30, "graceful_timeout": 10, "keepalive": 5, "accesslog": None, "errorlog": "-",
+                "loglevel": "warning", "proc_name": "tokenguard",
+                "child_exit": _child_exit,
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+            self._started = True
+
+        def load(self) -> Any:
+            from .app import create_app
+
+            return create_app(self.active)
+
+    TokenguardApplication().run()
+    return 0
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from .replay import ReplayStore
 from .uri import URIError, normalize_target
 
 DEFAULT_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
-_TOKEN68_FORBIDDEN = frozenset(" \t,\"")
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_\-.]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +139,10 @@ class DpopVerifier:
             raise InvalidDpopProof("dpop_malformed", "DPoP header is empty")
         if len(proof) > self.max_proof_bytes:
             raise InvalidDpopProof("dpop_too_large", "DPoP proof is too large")
-        if _TOKEN68_FORBIDDEN.intersection(proof):
-            raise InvalidDpopProof("dpop_multiple_proofs", "DPoP header holds more than one value")
+        if not _COMPACT_JWS.fullmatch(proof):
+            if "," in proof or " " in proof:
+                raise InvalidDpopProof("dpop_multiple_proofs", "DPoP header holds more than one value")
+            raise InvalidDpopProof("dpop_malformed", "DPoP proof is not a compact JWS")
         # (2) a well-formed compact JWS / JWT
         try:
             jws = parse_compact(proof)

@@ -156,9 +156,9 @@ class JwksCache:
         now = self._clock()
         if self._fetched_at is None or now - self._fetched_at > self.ttl:
             with self._lock:
-                if self._fetched_at is None or now - self._fetched_at > self.ttl:
-                    if self._last_attempt is None or now - self._last_attempt >= min(self.cooldown, 5.0):
-                        self.refresh()
+                stale = self._fetched_at is None or now - self._fetched_at > self.ttl
+                if stale and (self._last_attempt is None or now - self._last_attempt >= min(self.cooldown, 5.0)):
+                    self.refresh()
         if not self._keys:
             raise VerifierUnavailable("jwks_unavailable", "no signing keys could be fetched for the issuer")
         found = self._candidates(kid, alg)

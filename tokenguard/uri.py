@@ -8,6 +8,7 @@ significant and left alone (spec rule R-03).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MAX_URI_LENGTH = 4096
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//([^/?#]*))?([^?#]*)(\?[^#]*)?(#.*)?$")
@@ -54,6 +55,13 @@ def remove_dot_segments(path: str) -> str:
 
 
 def normalize_target(uri: object) -> str:
+    """Cached :func:`_normalize_target`: clients send the same few URLs over and over."""
+    if isinstance(uri, str) and len(uri) <= MAX_URI_LENGTH:
+        return _normalize_cached(uri)
+    return _normalize_target(uri)
+
+
+def _normalize_target(uri: object) -> str:
     """Normalised ``scheme://host[:port]/path`` of an absolute http(s) URI, query and fragment dropped.
 
     Raises :class:`URIError` for anything that is not an absolute http(s) URI, carries userinfo, or
@@ -90,3 +98,6 @@ def normalize_target(uri: object) -> str:
         port = ""
     path = remove_dot_segments(_normalize_percent(match.group(4) or "/"))
     return f"{scheme}://{host}{':' + port if port else ''}{path}"
+
+
+_normalize_cached = lru_cache(maxsize=4096)(_normalize_target)

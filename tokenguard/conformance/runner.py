@@ -68,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     asg.add_argument("--as-client", action="append", default=[], metavar="ROLE:ID[:SECRET]",
                      help="a client registered at the AS; roles: confidential, dpop-required, public, "
                           "introspect, tls, self-signed-tls, cert-bound (repeatable)")
+    asg.add_argument("--as-scope", metavar="SCOPE", help="scope to request at the AS (e.g. 'read offline_access')")
     asg.add_argument("--as-redirect-uri", metavar="URI", help="redirect_uri of the public client")
     asg.add_argument("--as-tls-cert", metavar="PEM", help="client certificate registered for tls clients")
     asg.add_argument("--as-tls-key", metavar="PEM")

@@ -1,0 +1,7 @@
+"""``python -m tokenguard.conformance …``."""
+
+import sys
+
+from .runner import main
+
+sys.exit(main())

@@ -1,0 +1,663 @@
+"""Real-process test harness: redis-server, nginx, Caddy, tokenguard and a header-echoing upstream.
+
+Everything listens on free loopback ports and lives in a per-test temporary directory. Processes are
+started in their own session so that stopping one kills its whole process group (nginx workers,
+gunicorn workers) and nothing outlives the test run. The proxy configurations are rendered from the
+files shipped in ``deploy/`` -- the shipped files are the source of truth, the harness only swaps
+ports and paths and fails loudly if an expected line is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+NGINX_DIR = DEPLOY / "nginx"
+CADDYFILE = DEPLOY / "caddy" / "Caddyfile"
+
+#: Generous: CI machines are small and noisy; readiness is polled, never slept for.
+READY_TIMEOUT = 60.0
+
+Headers = Sequence[tuple[str, str]]
+
+
+# ---------------------------------------------------------------------------------------------- ports
+
+
+def free_port() -> int:
+    """A currently unused loopback TCP port (there is a small race until the server binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+
+class ProcessFailed(RuntimeError):
+    """A managed process exited or never became ready; the message carries its log tail."""
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own process group, with its combined output in a log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    port: int | None = None
+
+    def log_tail(self, limit: int = 6000) -> str:
+        """The last `limit` characters the process wrote (stdout and stderr)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "<no log>"
+        return text[-limit:]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left; safe to call twice."""
+        if self.popen.poll() is None:
+            _signal_group(self.popen.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=timeout)
+        # Kill stragglers in the group even if the leader already exited (orphaned workers).
+        _signal_group(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=timeout)
+
+    def fail(self, why: str) -> ProcessFailed:
+        return ProcessFailed(
+            f"{self.name}: {why} (exit={self.popen.poll()})\n--- {self.log_path} ---\n{self.log_tail()}"
+        )
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """PIDs in process group `pgid` that are still running (zombies excluded; some container inits
+    never reap orphans, and a zombie holds no port or file)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def start_process(
+    cmd: Sequence[str],
+    *,
+    name: str,
+    log_dir: Path,
+    ready_url: str | None = None,
+    ready_port: int | None = None,
+    ready_check: Callable[[], bool] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = READY_TIMEOUT,
+) -> ManagedProcess:
+    """Start `cmd` in a new session and wait until it is ready.
+
+    Ready means: `ready_url` answers 200 (plain http, or https without verification), or
+    `ready_port` accepts connections, and `ready_check()` (if given) returns true. If the process
+    exits or the timeout passes first, it is stopped and ProcessFailed carries its output.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(  # noqa: S603 - fixed argv from the tests
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=str(cwd) if cwd else None,
+            start_new_session=True,
+        )
+    proc = ManagedProcess(name=name, popen=popen, log_path=log_path, port=ready_port)
+    try:
+        _wait_ready(proc, ready_url=ready_url, ready_port=ready_port, ready_check=ready_check, timeout=timeout)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
+def _url_ok(url: str) -> bool:
+    ctx = ssl._create_unverified_context()  # readiness only; the tests verify TLS properly
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:  # noqa: S310
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        return False
+
+
+def _wait_ready(
+    proc: ManagedProcess,
+    *,
+    ready_url: str | None,
+    ready_port: int | None,
+    ready_check: Callable[[], bool] | None,
+    timeout: float,
+) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        if not proc.alive():
+            raise proc.fail("exited before becoming ready")
+        ok = True
+        if ready_port is not None:
+            ok = port_open(ready_port)
+        if ok and ready_url is not None:
+            ok = _url_ok(ready_url)
+        if ok and ready_check is not None:
+            ok = ready_check()
+        if ok:
+            return
+        if time.monotonic() > deadline:
+            raise proc.fail(f"not ready after {timeout:.0f}s (url={ready_url}, port={ready_port})")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def require_binary(name: str) -> str | None:
+    """Path of an executable on PATH (also /usr/sbin, where Debian puts nginx), or None."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+
+
+# ---------------------------------------------------------------------------------------------- redis
+
+
+def start_redis(tmp: Path, port: int | None = None) -> ManagedProcess:
+    """redis-server on loopback with persistence off (no RDB, no AOF): a throw-away replay store."""
+    binary = require_binary("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server not installed")
+    port = port or free_port()
+    data = tmp / f"redis-{port}"
+    data.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(data), "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
+    ]  # fmt: skip
+    return start_process(
+        cmd, name=f"redis-{port}", log_dir=tmp / "logs", ready_port=port, ready_check=lambda: _redis_ping(port)
+    )
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------------------------- TLS
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    """A self-signed client certificate (RFC 8705 self_signed_tls_client_auth style) on disk."""
+
+    name: str
+    cert_path: Path
+    key_path: Path
+    pem: str
+    der: bytes
+
+    @property
+    def x5t_s256(self) -> str:
+        """RFC 8705 §3.1 confirmation value: base64url(SHA-256(DER)), no padding."""
+        return base64.urlsafe_b64encode(hashlib.sha256(self.der).digest()).rstrip(b"=").decode()
+
+    @property
+    def escaped_pem(self) -> str:
+        """What nginx's $ssl_client_escaped_cert produces (URL-encoded PEM)."""
+        return quote(self.pem, safe="")
+
+    @property
+    def base64_der(self) -> str:
+        """What Caddy's {http.request.tls.client.certificate_der_base64} produces."""
+        return base64.b64encode(self.der).decode()
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    """A test CA, a server certificate for localhost/127.0.0.1 and three client certificates.
+
+    cert1 and cert1b share a key (a re-issued certificate: different x5t#S256, RFC 8705 §6.3);
+    cert2 is unrelated.
+    """
+
+    ca_path: Path
+    server_cert: Path
+    server_key: Path
+    cert1: ClientCert
+    cert1b: ClientCert
+    cert2: ClientCert
+
+
+def make_tls_material(directory: Path) -> TLSMaterial:
+    """Create all TLS files under `directory` (trustme for the server side, cryptography for clients)."""
+    import trustme
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    ca_path = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    server_cert = directory / "server.crt"
+    server_key = directory / "server.key"
+    server.private_key_pem.write_to_path(str(server_key))
+    # Leaf first, then the chain, as nginx and Caddy expect.
+    server_cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    key1 = ec.generate_private_key(ec.SECP256R1())
+    key2 = ec.generate_private_key(ec.SECP256R1())
+    return TLSMaterial(
+        ca_path=ca_path,
+        server_cert=server_cert,
+        server_key=server_key,
+        cert1=_self_signed(directory, "cert1", key1, serial=1),
+        cert1b=_self_signed(directory, "cert1b", key1, serial=2),
+        cert2=_self_signed(directory, "cert2", key2, serial=3),
+    )
+
+
+def _self_signed(directory: Path, name: str, key: object, serial: int) -> ClientCert:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"tokenguard-test-{name}")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())  # type: ignore[attr-defined]
+        .serial_number(serial)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    cert_path = directory / f"{name}.crt"
+    key_path = directory / f"{name}.key"
+    cert_path.write_text(pem)
+    key_path.write_bytes(
+        key.private_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return ClientCert(name, cert_path, key_path, pem, cert.public_bytes(serialization.Encoding.DER))
+
+
+# ------------------------------------------------------------------------------------- HTTPS client
+
+
+@dataclass
+class Response:
+    """A response with every header line kept (http.client folds nothing), so tests can count them."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def one(self, name: str) -> str | None:
+        values = self.all(name)
+        if len(values) > 1:
+            raise AssertionError(f"{name} appears {len(values)} times: {values}")
+        return values[0] if values else None
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes | None = None,
+    ca: Path | None = None,
+    client_cert: ClientCert | None = None,
+    timeout: float = 30.0,
+) -> Response:
+    """One HTTP(S) request; headers are a list so a test can send the same header twice."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+        if client_cert is not None:
+            ctx.load_cert_chain(str(client_cert.cert_path), str(client_cert.key_path))
+        conn = http.client.HTTPSConnection(parts.hostname or "", port, context=ctx, timeout=timeout)
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", port, timeout=timeout)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    try:
+        conn.putrequest(method, target)
+        sent = {k.lower() for k, _ in headers}
+        for key, value in headers:
+            conn.putheader(key, value)
+        if body is not None and "content-length" not in sent:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return Response(resp.status, list(resp.getheaders()), resp.read())
+    finally:
+        conn.close()
+
+
+# -------------------------------------------------------------------------- in-process HTTP servers
+
+
+class EchoHandler(BaseHTTPRequestHandler):
+    """The tiny upstream: answers any method with JSON describing the request it received.
+
+    `headers` keeps every line in order, so tests can assert that an identity header arrived exactly
+    once and that a client-sent copy was replaced.
+    """
+
+    protocol_version = "HTTP/1.1"
+    server_version = "echo-upstream"
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.requests.append(self._record(body))  # type: ignore[attr-defined]
+        payload = json.dumps(self._record(body)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _record(self, body: bytes) -> dict[str, object]:
+        return {
+            "method": self.command,
+            "path": self.path,
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "body": body.decode("latin-1"),
+        }
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@dataclass
+class ThreadedServer:
+    """A ThreadingHTTPServer on a free loopback port, running in a daemon thread."""
+
+    server: ThreadingHTTPServer
+    thread: threading.Thread
+    requests: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Proxies drop idle keep-alive connections; that is not an error worth a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+def serve_in_thread(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadedServer:
+    """Start `handler` on 127.0.0.1:`port` (0 = free port); `.requests` collects what handlers append."""
+    server = _QuietServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    requests: list[dict[str, object]] = []
+    server.requests = requests  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name=f"{handler.__name__}-{port}", daemon=True)
+    thread.start()
+    return ThreadedServer(server, thread, requests)
+
+
+def header_values(record: Mapping[str, object], name: str) -> list[str]:
+    """All values of `name` in an EchoHandler-style record (case-insensitive)."""
+    pairs = record["headers"]
+    assert isinstance(pairs, list)
+    return [v for k, v in pairs if k.lower() == name.lower()]
+
+
+# ---------------------------------------------------------------------------------------------- nginx
+
+
+def _replace_once(text: str, old: str, new: str, *, source: Path, count: int = 1) -> str:
+    found = text.count(old)
+    if found != count:
+        raise AssertionError(
+            f"{source}: expected {count} occurrence(s) of {old!r}, found {found} -- the shipped config "
+            "changed; update tests/integration/harness.py so the tests keep using it"
+        )
+    return text.replace(old, new)
+
+
+@dataclass(frozen=True)
+class NginxPorts:
+    """Ports substituted into the shipped nginx configuration."""
+
+    listen: int
+    verifier: int
+    upstream: int
+    idp_listen: int
+    idp: int
+
+
+def render_nginx(prefix: Path, ports: NginxPorts, tls: TLSMaterial) -> Path:
+    """Render deploy/nginx/{nginx.conf,tokenguard.conf,idp-mtls.conf} into `prefix`/conf.
+
+    Only listen/upstream ports change; the certificate paths in the shipped files are relative
+    (tls/server.crt), so the server certificate is copied next to the rendered config.
+    """
+    conf = prefix / "conf"
+    for sub in ("conf/tls", "logs", "tmp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tls.server_cert, conf / "tls" / "server.crt")
+    shutil.copyfile(tls.server_key, conf / "tls" / "server.key")
+
+    main = NGINX_DIR / "nginx.conf"
+    shutil.copyfile(main, conf / "nginx.conf")
+
+    src = NGINX_DIR / "tokenguard.conf"
+    text = src.read_text()
+    text = _replace_once(text, "listen 127.0.0.1:8000 ssl;", f"listen 127.0.0.1:{ports.listen} ssl;", source=src)
+    text = _replace_once(text, "server 127.0.0.1:8080;", f"server 127.0.0.1:{ports.verifier};", source=src)
+    text = _replace_once(text, "server 127.0.0.1:8001;", f"server 127.0.0.1:{ports.upstream};", source=src)
+    (conf / "tokenguard.conf").write_text(text)
+
+    src = NGINX_DIR / "idp-mtls.conf"
+    text = src.read_text()
+    text = _replace_once(text, "listen 127.0.0.1:9443 ssl;", f"listen 127.0.0.1:{ports.idp_listen} ssl;", source=src)
+    text = _replace_once(text, "server 127.0.0.1:9000;", f"server 127.0.0.1:{ports.idp};", source=src)
+    (conf / "idp-mtls.conf").write_text(text)
+    return conf / "nginx.conf"
+
+
+def nginx_version(binary: str) -> tuple[int, ...]:
+    """nginx's version as a tuple, e.g. (1, 22, 1); behaviour around WWW-Authenticate changed in 1.23."""
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)  # noqa: S603
+    text = (out.stderr or out.stdout).strip()
+    return tuple(int(part) for part in text.rsplit("/", 1)[-1].split()[0].split("."))
+
+
+def nginx_command(binary: str, prefix: Path, conf_file: Path, *, test: bool = False) -> list[str]:
+    """The nginx argv for a rendered prefix: foreground, logs to the prefix and to stderr."""
+    directives = "daemon off; error_log stderr notice;"
+    if os.geteuid() == 0:
+        # As root, workers would run as `nobody`, which cannot enter pytest's 0700 temp dirs.
+        directives += " user root root;"
+    argv = [binary, "-p", f"{prefix}/", "-c", str(conf_file), "-g", directives]
+    return [*argv, "-t"] if test else argv
+
+
+def start_nginx(prefix: Path, ports: NginxPorts, tls: TLSMaterial) -> ManagedProcess:
+    """Render the shipped nginx config and run it; `nginx -t` first for a precise error message."""
+    binary = require_binary("nginx")
+    if binary is None:
+        raise FileNotFoundError("nginx not installed")
+    conf_file = render_nginx(prefix, ports, tls)
+    check = subprocess.run(  # noqa: S603
+        nginx_command(binary, prefix, conf_file, test=True), capture_output=True, text=True, timeout=60
+    )
+    if check.returncode != 0:
+        raise ProcessFailed(f"nginx -t failed for {conf_file}:\n{check.stderr}")
+    return start_process(
+        nginx_command(binary, prefix, conf_file),
+        name=f"nginx-{ports.listen}",
+        log_dir=prefix / "logs",
+        ready_check=lambda: port_open(ports.listen) and port_open(ports.idp_listen),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- Caddy
+
+
+@dataclass(frozen=True)
+class CaddyPorts:
+    """Ports handed to the shipped Caddyfile through its {$ENV} placeholders."""
+
+    listen: int
+    verifier: int
+    upstream: int
+    admin: int
+
+
+def caddy_env(home: Path, ports: CaddyPorts, tls: TLSMaterial) -> dict[str, str]:
+    """Environment for the shipped Caddyfile: it is used unmodified, every knob is a {$VAR:default}."""
+    for sub in ("data", "config"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "TOKENGUARD_SITE": f"https://localhost:{ports.listen}",
+        "TOKENGUARD_VERIFIER": f"127.0.0.1:{ports.verifier}",
+        "TOKENGUARD_UPSTREAM": f"127.0.0.1:{ports.upstream}",
+        "TOKENGUARD_TLS_CERT": str(tls.server_cert),
+        "TOKENGUARD_TLS_KEY": str(tls.server_key),
+        "TOKENGUARD_CADDY_ADMIN": f"127.0.0.1:{ports.admin}",
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+    }
+
+
+def start_caddy(home: Path, ports: CaddyPorts, tls: TLSMaterial) -> ManagedProcess:
+    """Run the shipped Caddyfile (validated first) with ports and certificate paths from the env."""
+    binary = require_binary("caddy")
+    if binary is None:
+        raise FileNotFoundError("caddy not installed")
+    env = {**os.environ, **caddy_env(home, ports, tls)}
+    check = subprocess.run(  # noqa: S603
+        [binary, "validate", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    if check.returncode != 0:
+        raise ProcessFailed(f"caddy validate failed for {CADDYFILE}:\n{check.stdout}\n{check.stderr}")
+    return start_process(
+        [binary, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        name=f"caddy-{ports.listen}",
+        log_dir=home / "logs",
+        env=env,
+        ready_port=ports.listen,
+    )
+
+
+# ----------------------------------------------------------------------------------------- tokenguard
+
+
+def tokenguard_command(config: Path, workers: int = 2) -> list[str]:
+    """`tokenguard serve` exactly as production runs it (its default serving layer)."""
+    return [sys.executable, "-m", "tokenguard", "serve", "--config", str(config), "--workers", str(workers)]
+
+
+def start_tokenguard(
+    config: Path,
+    port: int,
+    log_dir: Path,
+    *,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+    timeout: float = READY_TIMEOUT,
+) -> ManagedProcess:
+    """Start the verifier service; `port` must be the one the config's [server] listen names."""
+    return start_process(
+        tokenguard_command(config, workers),
+        name=f"tokenguard-{port}",
+        log_dir=log_dir,
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        env=env,
+        cwd=REPO,
+        timeout=timeout,
+    )

@@ -103,7 +103,9 @@ def read_client_cert(value: str | None, fmt: str) -> bytes | None:
     if len(value) > MAX_HEADER_LENGTH:
         raise CertificateError("certificate header too long")
     if fmt == "escaped-pem":
-        return _der_from_pem(unquote(value))
+        text = unquote(value)
+        # Some proxies hand over the bare base64 DER in the same header (spec MTLS-RS-04 (d)).
+        return _der_from_pem(text) if "-----BEGIN" in text else _der_from_base64(text)
     if fmt == "base64-der":
         return _der_from_base64(unquote(value).split(",")[0])
     if fmt == "xfcc":

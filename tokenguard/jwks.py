@@ -95,6 +95,7 @@ class JwksCache:
         self._keys: list[_Key] = []
         self._fetched_at: float | None = None
         self._last_attempt: float | None = None
+        self._last_kid_refresh: float | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
 
@@ -165,7 +166,9 @@ class JwksCache:
         if not found and kid is not None:
             with self._lock:
                 found = self._candidates(kid, alg)
-                if not found and (self._last_attempt is None or self._clock() - self._last_attempt >= self.cooldown):
+                now = self._clock()
+                if not found and (self._last_kid_refresh is None or now - self._last_kid_refresh >= self.cooldown):
+                    self._last_kid_refresh = now  # the cool-down limits kid-triggered fetches only
                     self.refresh()
                     found = self._candidates(kid, alg)
         if not found:

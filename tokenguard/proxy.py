@@ -102,7 +102,8 @@ class ProxyAdapter:
             uri = "/" + uri
         url = self._base_url(environ, trusted) + uri
         cert = environ.get(_environ_key(self.cert_header)) if trusted else None
-        return AuthRequest(method=method, url=url, authorization=_values(environ, "Authorization"),
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        return AuthRequest(method=method, url=url, authorization=() if authorization is None else (authorization,),
                            dpop=_values(environ, "DPoP"), client_cert=cert)
 
 

@@ -28,6 +28,8 @@ log = logging.getLogger("tokenguard.verifier")
 #: RFC 6750 §2.1 b64token; RFC 9449 §7.1 uses token68, which has the same characters.
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 MAX_TOKEN_LENGTH = 16384
+#: Two Authorization fields folded by the WSGI server into one value: ``<scheme> <token>, <scheme> <token>``.
+_FOLDED_CREDENTIALS = re.compile(r",\s*[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*\s+\S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +139,7 @@ class Verifier:
         values = request.authorization
         if not values:
             raise _NoCredentials("no_credentials")
-        if len(values) > 1 or any("," in v for v in values):
+        if len(values) > 1 or any(_FOLDED_CREDENTIALS.search(v) for v in values):
             raise _Denial(InvalidRequest("multiple_authorization", "More than one Authorization header"),
                           (BEARER, DPOP))
         scheme_word, _, token = values[0].strip().partition(" ")

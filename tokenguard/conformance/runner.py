@@ -138,31 +138,22 @@ def run_as(args: argparse.Namespace, fixtures: Fixtures, skip_policy: set[str], 
     return results
 
 
-def run(args: argparse.Namespace) -> int:
-    """Entry point shared by ``tokenguard conformance`` and ``python -m tokenguard.conformance``."""
-    if args.list:
-        for c in RS.ordered() + AS.ordered():
-            print(f"{c.id:12} {c.level}  {c.ref:40} {c.title}")
-        return 0
+def collect(args: argparse.Namespace) -> list[Result]:
+    """Run the selected cases and return their results (raises SystemExit on bad options)."""
     if not args.verifier and not args.as_metadata:
-        print("conformance: give --verifier (spec §1) and/or --as-metadata (spec §2)", file=sys.stderr)
-        return 2
+        raise SystemExit("conformance: give --verifier (spec §1) and/or --as-metadata (spec §2)")
     for spec in args.as_client:
         parse_as_client(spec)  # fail early on a malformed --as-client
     skip_policy = _split(args.skip_policy)
     only = _split(args.only)
-    issuer_url = args.issuer or "http://127.0.0.1:9400"
-    fixtures = Fixtures(issuer=issuer_url, audience=args.audience)
+    fixtures = Fixtures(issuer=args.issuer or "http://127.0.0.1:9400", audience=args.audience)
     results: list[Result] = []
     as_ctx = AsContext.from_args(args, fixtures) if args.as_metadata else None
     if args.verifier:
-        if not args.issuer:
-            print("conformance: --verifier needs --issuer (the issuer the verifier trusts)", file=sys.stderr)
-            return 2
-        parsed = urllib.parse.urlsplit(args.issuer)
+        parsed = urllib.parse.urlsplit(args.issuer or "")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            print(f"conformance: --issuer must be an absolute http(s) URL, got {args.issuer!r}", file=sys.stderr)
-            return 2
+            raise SystemExit("conformance: --verifier needs --issuer, an absolute http(s) URL "
+                             "(the issuer the verifier trusts; the suite serves it)")
         issuer = MiniIssuer(fixtures, args.issuer, args.introspection_client_id,
                             args.introspection_client_secret, bind_host=args.issuer_bind,
                             tls_cert=args.issuer_tls_cert, tls_key=args.issuer_tls_key)
@@ -171,6 +162,20 @@ def run(args: argparse.Namespace) -> int:
                               skip_policy, only)
     if as_ctx is not None:
         results += run_as(args, fixtures, skip_policy, only, as_ctx)
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point shared by ``tokenguard conformance`` and ``python -m tokenguard.conformance``."""
+    if args.list:
+        for c in RS.ordered() + AS.ordered():
+            print(f"{c.id:12} {c.level}  {c.ref:40} {c.title}")
+        return 0
+    try:
+        results = collect(args)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if args.json:
         print(report.to_json(results))
     else:
@@ -181,10 +186,14 @@ def run(args: argparse.Namespace) -> int:
     return report.exit_code(results, args.strict)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tokenguard conformance", epilog=EPILOG,
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tokenguard conformance", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Black-box conformance suite for DPoP / mTLS / bearer "
                                                  "verifiers and authorization servers.")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    add_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parser().parse_args(argv))

@@ -8,6 +8,8 @@ import hashlib
 import re
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+#: RFC 4648 §3.5: the last character of a canonical encoding leaves the unused low bits zero.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
 
 def b64url_encode(data: bytes) -> str:
@@ -15,9 +17,13 @@ def b64url_encode(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Decode unpadded base64url; reject ``+``, ``/``, ``=``, whitespace and impossible lengths."""
+    """Decode unpadded base64url; reject ``+``, ``/``, ``=``, whitespace, impossible lengths and
+    non-canonical encodings (non-zero unused bits: one value must have exactly one encoding)."""
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
+    tail = _CANONICAL_LAST.get(len(text) % 4)
+    if tail is not None and text[-1] not in tail:
+        raise ValueError("not canonical base64url")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:  # pragma: no cover - guarded by the regex above

@@ -60,6 +60,7 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
             current.append(char)
             escaped = False
         elif char == "\\" and quoted:
+            current.append(char)  # keep the raw text: the element is split again on ";"
             escaped = True
         elif char == '"':
             quoted = not quoted
@@ -85,7 +86,7 @@ def _der_from_xfcc(value: str) -> bytes | None:
         if name.strip().lower() == "cert":
             raw = raw.strip()
             if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-                raw = raw[1:-1]
+                raw = re.sub(r"\\(.)", r"\1", raw[1:-1], flags=re.S)  # RFC 9110 quoted-pair
             return _der_from_pem(unquote(raw))
     return None
 

@@ -145,7 +145,8 @@ class DpopVerifier:
             raise InvalidDpopProof("dpop_malformed", "DPoP proof is not a compact JWS")
         # (2) a well-formed compact JWS / JWT
         try:
-            jws = parse_compact(proof)
+            seen = self._headers.get(proof.partition(".")[0])
+            jws = parse_compact(proof, seen[3] if seen is not None else None)
         except JWSError as exc:
             raise InvalidDpopProof("dpop_malformed", f"DPoP proof is not a well-formed JWT: {exc}") from exc
         claims = jws.payload

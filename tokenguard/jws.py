@@ -21,6 +21,12 @@ from .jwk import PublicKey
 
 _HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 _EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
+# Algorithm objects are immutable: build them once rather than on every verification.
+_ECDSA = {alg: ec.ECDSA(_HASHES[alg[2:]]()) for alg in _EC_SIZES}
+_RSA: dict[str, tuple[padding.AsymmetricPadding, hashes.HashAlgorithm]] = {
+    **{f"RS{n}": (padding.PKCS1v15(), h()) for n, h in _HASHES.items()},
+    **{f"PS{n}": (padding.PSS(mgf=padding.MGF1(h()), salt_length=h.digest_size), h()) for n, h in _HASHES.items()},
+}
 
 
 class JWSError(ValueError):
@@ -64,13 +70,17 @@ def parse_json_object(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-def parse_compact(token: str) -> CompactJWS:
-    """Split and decode a compact JWS; the payload must be a JSON object (a JWT claims set)."""
+def parse_compact(token: str, known_header: dict[str, Any] | None = None) -> CompactJWS:
+    """Split and decode a compact JWS; the payload must be a JSON object (a JWT claims set).
+
+    ``known_header`` is the already-decoded header when the caller has seen this exact header
+    segment before (DPoP clients repeat theirs on every request), saving its decode.
+    """
     parts = token.split(".")
     if len(parts) != 3:
         raise JWSError("not a three-part compact JWS")
     header_segment, payload_segment, signature_segment = parts
-    header = parse_json_object(header_segment, "header")
+    header = known_header if known_header is not None else parse_json_object(header_segment, "header")
     payload = parse_json_object(payload_segment, "payload")
     try:
         signature = b64url_decode(signature_segment)
@@ -89,14 +99,12 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
                 return False
             r = int.from_bytes(signature[:size], "big")
             s = int.from_bytes(signature[size:], "big")
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(_HASHES[alg[2:]]()))
+            key.verify(encode_dss_signature(r, s), signing_input, _ECDSA[alg])
             return True
         if alg[:2] in ("RS", "PS") and alg[2:] in _HASHES:
             if not isinstance(key, rsa.RSAPublicKey):
                 return False
-            digest = _HASHES[alg[2:]]()
-            pad = (padding.PKCS1v15() if alg[0] == "R"
-                   else padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size))
+            pad, digest = _RSA[alg]
             key.verify(signature, signing_input, pad, digest)
             return True
         if alg in ("EdDSA", "Ed25519") and isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):

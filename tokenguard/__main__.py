@@ -1,3 +1,7 @@
+"""``python -m tokenguard``: the same as the ``tokenguard`` command."""
+
+import sys
+
 from .cli import main
 
-raise SystemExit(main())
+sys.exit(main())

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from joserfc.errors import SecurityWarning
 
 from .b64 import b64url_encode
 from .dpop import create_proof
@@ -183,22 +185,23 @@ def read_token(value: str) -> tuple[str, str | None]:
 
     Returns ``(access_token, token_type)``; ``token_type`` is only known from a token response.
     """
-    text = read_text(value, "token") if value == "-" or value.startswith("@") else value
-    text = text.strip()
+    from_file = value == "-" or value.startswith("@")
+    text = (read_text(value, "token") if from_file else value).strip()
+    where = ("stdin" if value == "-" else value[1:]) if from_file else "--token"
     if text.startswith("{"):
         try:
             response = json.loads(text)
         except ValueError:
-            raise ClientError("token: looks like JSON but does not parse") from None
+            raise ClientError(f"token from {where} looks like JSON but does not parse") from None
         token = response.get("access_token") if isinstance(response, dict) else None
         if not isinstance(token, str) or not token:
-            raise ClientError("token: JSON has no access_token")
+            raise ClientError(f"token from {where}: the JSON has no access_token")
         token_type = response.get("token_type")
         return token, token_type if isinstance(token_type, str) else None
     if not text:
-        raise ClientError("token is empty")
+        raise ClientError(f"token from {where} is empty")
     if any(c.isspace() for c in text):
-        raise ClientError("token contains whitespace")
+        raise ClientError(f"token from {where} contains whitespace")
     return text, None
 
 
@@ -326,13 +329,13 @@ def _network_error(url: str, exc: requests.RequestException) -> ClientError:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc)
-    for marker in ("Errno", "SSLError", "CERTIFICATE_VERIFY_FAILED", "NewConnectionError"):
-        idx = text.find(marker)
-        if idx >= 0:
-            text = text[idx:]
-            break
-    text = " ".join(text.split())
+    """The useful words of a urllib3/ssl error chain (e.g. "Connection refused")."""
+    text = " ".join(str(exc).split())
+    for pattern in (r"certificate verify failed: ([^(\"']+)", r"\[Errno -?\d+\] ([^\"')]+)",
+                    r"Failed to resolve [^\"')]+", r"Read timed out"):
+        match = re.search(pattern, text)
+        if match:
+            return (match.group(1) if match.groups() else match.group(0)).strip()
     return text[:160]
 
 
@@ -369,9 +372,12 @@ class DpopClient:
         if self.key is None:
             raise ClientError("a DPoP key is needed for this request (--key)")
         try:
-            proof = create_proof(self.key, htm=method, htu=htu_of(url), access_token=access_token,
-                                 nonce=nonce if nonce is not None else self.nonces.get(_origin(url)),
-                                 alg=key_alg(self.key))
+            with warnings.catch_warnings():
+                # joserfc warns that RFC 9864 deprecates the name "EdDSA"; RFC 9449 servers still expect it.
+                warnings.simplefilter("ignore", SecurityWarning)
+                proof = create_proof(self.key, htm=method, htu=htu_of(url), access_token=access_token,
+                                     nonce=nonce if nonce is not None else self.nonces.get(_origin(url)),
+                                     alg=key_alg(self.key))
         except (JWKError, ValueError, TypeError) as exc:
             raise ClientError(f"cannot sign a DPoP proof with this key: {exc}") from None
         if self.on_proof:
@@ -380,12 +386,14 @@ class DpopClient:
 
     def _send(self, method: str, url: str, headers: Mapping[str, str], data: bytes | str | None,
               proof_for: Callable[[str, str, str | None], str] | None, proofs: list[str],
-              nonce: str | None) -> requests.Response:
+              nonce: str | None, signed: tuple[str, str] | None = None) -> requests.Response:
+        """Send once. The proof covers what is actually sent, or ``signed`` (htm, URL) when given."""
         request = requests.Request(method, url, headers=dict(headers), data=data)
         prepared = self.session.prepare_request(request)
         assert prepared.url is not None and prepared.method is not None
+        htm, target = signed or (prepared.method, prepared.url)
         if proof_for is not None:
-            proof = proof_for(prepared.method, prepared.url, nonce)  # sign what is actually sent
+            proof = proof_for(htm, target, nonce)
             proofs.append(proof)
             prepared.headers["DPoP"] = proof
         try:
@@ -397,29 +405,40 @@ class DpopClient:
             raise ClientError(f"cannot send the request: {exc.strerror or exc}") from None
         fresh = response.headers.get("DPoP-Nonce")
         if fresh and proof_for is not None:
-            self.nonces[_origin(url)] = fresh.split(",")[0].strip()  # §8.2, §9: use it from now on
+            self.nonces[_origin(target)] = fresh.split(",")[0].strip()  # §8.2, §9: use it from now on
         return response
 
     def request(self, method: str, url: str, *, access_token: str | None = None, scheme: str = "DPoP",
-                headers: Mapping[str, str] | None = None, data: bytes | str | None = None) -> Exchange:
+                headers: Mapping[str, str] | None = None, data: bytes | str | None = None,
+                auth_request: str | None = None, proof: str | None = None) -> Exchange:
         """Call a resource server: ``Authorization: <scheme> <token>`` plus, for DPoP, a proof with ``ath``.
 
-        Retries once on a ``401`` that demands a nonce (RFC 9449 §9).
+        Retries once on a ``401`` that demands a nonce (RFC 9449 §9). With ``auth_request`` (a
+        verifier's ``/auth`` URL) the request goes there instead, described the way nginx's
+        ``auth_request`` describes it (``X-Original-*``, ``X-Forwarded-*``), without a body, and the
+        proof is for ``method url``. ``proof`` sends that exact proof (a replay) instead of a fresh one.
         """
         all_headers = dict(headers or {})
         if access_token is not None:
             all_headers["Authorization"] = f"{scheme} {access_token}"
         use_dpop = scheme.lower() == "dpop"
+        send_method, send_url, signed = method.upper(), url, None
+        if auth_request is not None:
+            all_headers.update(auth_request_headers(method, url))
+            send_method, send_url, signed, data = "GET", auth_request, (method.upper(), url), None
 
         def proof_for(htm: str, target: str, nonce: str | None) -> str:
+            if proof is not None:
+                return proof
             return self.proof(htm, target, access_token=access_token, nonce=nonce)
 
         proofs: list[str] = []
-        response = self._send(method, url, all_headers, data, proof_for if use_dpop else None, proofs, None)
-        nonce = dpop_nonce_demanded(response) if use_dpop else None
+        producer = proof_for if use_dpop else None
+        response = self._send(send_method, send_url, all_headers, data, producer, proofs, None, signed)
+        nonce = dpop_nonce_demanded(response) if use_dpop and proof is None else None
         if nonce is not None:
-            response = self._send(method, url, all_headers, data, proof_for, proofs, nonce)
-        return Exchange(response, proofs, nonce is not None, url)
+            response = self._send(send_method, send_url, all_headers, data, producer, proofs, nonce, signed)
+        return Exchange(response, proofs, nonce is not None, send_url)
 
     def token_request(self, url: str, form: Sequence[tuple[str, str]], *, auth: tuple[str, str] | None = None,
                       dpop: bool = True) -> Exchange:
@@ -441,6 +460,18 @@ class DpopClient:
             assert nonce is not None
             response = self._send("POST", url, headers, body, producer, proofs, nonce.split(",")[0].strip())
         return Exchange(response, proofs, retry, url)
+
+
+def auth_request_headers(method: str, url: str) -> dict[str, str]:
+    """How nginx ``auth_request`` (deploy/nginx/tokenguard.conf) describes the original request."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return {"X-Original-Method": method.upper(),
+            "X-Original-URI": (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+            "X-Forwarded-Proto": scheme, "X-Forwarded-Host": host, "X-Forwarded-Port": str(port)}
 
 
 def basic_authorization(client_id: str, client_secret: str) -> str:

@@ -12,26 +12,48 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import secrets
 import ssl
+import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from .expect import ERROR_CHARS_RE, NONCE_RE
-from .minting import REMOVE, Fixtures, b64u, b64u_decode, private_jwk, x5t_s256
+from .minting import REMOVE, Fixtures, b64u, b64u_decode, cert_pem, private_jwk, x5t_s256
 from .model import Recorder, Registry, SkipCase
 
 AS = Registry("AS")
 case = AS.case
 
 ROLES = ("confidential", "dpop-required", "public", "introspect", "tls", "self-signed-tls", "cert-bound")
+TLS_ROLES = ("tls", "self-signed-tls", "cert-bound")
+CertPair = tuple[str, str]
+
+
+def parse_role_files(certs: list[str] | str | None, keys: list[str] | str | None) -> dict[str, CertPair]:
+    """``--as-tls-cert [ROLE=]PEM`` / ``--as-tls-key [ROLE=]PEM`` → {role or "" (default): (cert, key)}."""
+    def split(values: list[str] | str | None) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for v in [values] if isinstance(values, str) else (values or []):
+            role, sep, path = v.partition("=")
+            if sep and role in TLS_ROLES:
+                out[role] = path
+            else:
+                out[""] = v
+        return out
+
+    c, k = split(certs), split(keys)
+    if set(c) != set(k):
+        raise SystemExit("conformance: every --as-tls-cert [ROLE=]PEM needs a --as-tls-key for the same role")
+    return {role: (c[role], k[role]) for role in c}
 
 
 @dataclass
@@ -84,8 +106,7 @@ class AsContext:
     clients: dict[str, AsClient]
     redirect_uri: str | None = None
     scope: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    certs: dict[str, CertPair] = field(default_factory=dict)
     nonce_mode: bool = False
     timeout: float = 10.0
     ca: str | None = None
@@ -93,30 +114,49 @@ class AsContext:
     _metadata: dict[str, Any] | None = None
     nonce: str | None = None
     _jwks: KeySet | None = field(default=None)
+    _own: tempfile.TemporaryDirectory[str] | None = field(default=None)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, fx: Fixtures) -> AsContext:
         clients = {c.role: c for c in map(parse_as_client, args.as_client)}
         return cls(fx, args.as_metadata, clients, args.as_redirect_uri, getattr(args, "as_scope", None),
-                   args.as_tls_cert, args.as_tls_key, args.as_nonce, args.timeout, args.ca, args.insecure)
+                   parse_role_files(args.as_tls_cert, args.as_tls_key), args.as_nonce, args.timeout,
+                   args.ca, args.insecure)
+
+    # ---- client certificates
+    def cert_for(self, role: str | None) -> CertPair | None:
+        """The certificate registered for ``role`` (``--as-tls-cert ROLE=PEM``), else the default one."""
+        return self.certs.get(role or "tls") or self.certs.get("")
+
+    def own_cert(self) -> CertPair:
+        """The suite's own self-signed CERT1, registered nowhere (MTLS-AS-02c, MTLS-AS-03b)."""
+        if self._own is None:
+            self._own = tempfile.TemporaryDirectory(prefix="tg-conformance-as-")
+            cpath = os.path.join(self._own.name, "cert1.pem")
+            kpath = os.path.join(self._own.name, "cert1.key")
+            with open(cpath, "w", encoding="ascii") as fh:
+                fh.write(cert_pem(self.fx.cert1))
+            with open(kpath, "wb") as fh:
+                fh.write(self.fx.c1.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        return (os.path.join(self._own.name, "cert1.pem"), os.path.join(self._own.name, "cert1.key"))
 
     # ---- HTTP
-    def _ssl(self, with_cert: bool) -> ssl.SSLContext:
+    def _ssl(self, cert: CertPair | None) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.ca)
         if self.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        if with_cert and self.tls_cert and self.tls_key:
-            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        if cert is not None:
+            ctx.load_cert_chain(*cert)
         return ctx
 
     def http(self, method: str, url: str, *, headers: list[tuple[str, str]] | None = None,
-             form: dict[str, str] | None = None, tls_cert: bool = False) -> HttpResult:
+             form: dict[str, str] | None = None, cert: CertPair | None = None) -> HttpResult:
         u = urllib.parse.urlsplit(url)
         conn: http.client.HTTPConnection
         if u.scheme == "https":
             conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443, timeout=self.timeout,
-                                               context=self._ssl(tls_cert))
+                                               context=self._ssl(cert))
         else:
             conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=self.timeout)
         body = urllib.parse.urlencode(form).encode("ascii") if form is not None else None
@@ -180,10 +220,15 @@ class AsContext:
         return self.fx.proof(htm=htm, htu=htu, key=key, claims=claims, **kw)
 
     def token(self, form: dict[str, str], *, client: AsClient | None, proofs: list[str] | None = None,
-              url: str | None = None, tls_cert: bool = False, retry_nonce: bool = True,
+              url: str | None = None, tls_cert: bool | CertPair = False, retry_nonce: bool = True,
               proof_kw: dict[str, Any] | None = None) -> HttpResult:
-        """POST to the token endpoint; ``proofs=None`` mints one default proof (K1) per attempt."""
-        url = url or self.endpoint("token_endpoint", mtls=tls_cert)
+        """POST to the token endpoint; ``proofs=None`` mints one default proof (K1) per attempt.
+
+        ``tls_cert=True`` presents the certificate registered for the client's role (via the mTLS
+        alias when the AS advertises one); a (cert, key) pair presents that certificate instead.
+        """
+        cert = self.cert_for(client.role if client else None) if tls_cert is True else (tls_cert or None)
+        url = url or self.endpoint("token_endpoint", mtls=bool(tls_cert))
         for _ in range(2 if retry_nonce else 1):
             hdrs: list[tuple[str, str]] = []
             if client is not None and client.secret:
@@ -192,7 +237,7 @@ class AsContext:
                 form = {**form, "client_id": client.client_id}
             for p in (proofs if proofs is not None else [self.proof(url, **(proof_kw or {}))]):
                 hdrs.append(("DPoP", p))
-            res = self.http("POST", url, headers=hdrs, form=form, tls_cert=tls_cert)
+            res = self.http("POST", url, headers=hdrs, form=form, cert=cert)
             nonces = res.all("DPoP-Nonce")
             if nonces:
                 self.nonce = nonces[-1]
@@ -224,6 +269,8 @@ class AsContext:
         if self.scope:
             params["scope"] = self.scope
         params.update(extra)
+        if "request_uri" in extra:  # RFC 9126 §4: the pushed request carries everything else
+            params = {"client_id": c.client_id, "request_uri": extra["request_uri"]}
         url = self.endpoint("authorization_endpoint")
         res = self.http("GET", url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params))
         loc = next(iter(res.all("Location")), "")
@@ -431,8 +478,10 @@ def _bad_proofs(ctx: AsContext) -> list[tuple[str, str]]:
         ("e", ctx.proof(url, jwk=private_jwk(ctx.fx.k1))),
         ("f", ctx.proof(url, htm="GET")),
         ("g", ctx.proof(htu=urllib.parse.urljoin(url, "/other"))),
-        ("h1", ctx.proof(url, iat_offset=-3600)),
-        ("h2", ctx.proof(url, iat_offset=3600)),
+        # With AS nonces on, a valid nonce may stand in for iat freshness (RFC 9449 §4.3(11)), so
+        # the stale-iat proofs carry none there (and may then be answered with use_dpop_nonce).
+        ("h1", ctx.proof(url, iat_offset=-3600, nonce=not ctx.nonce_mode)),
+        ("h2", ctx.proof(url, iat_offset=3600, nonce=not ctx.nonce_mode)),
         ("i", ctx.proof(url, claims={"jti": REMOVE})),
     ]
 
@@ -443,7 +492,10 @@ def tok_as_04(ctx: AsContext, rec: Recorder) -> None:
     ctx.fetch_nonce()
     for sub, proof in _bad_proofs(ctx):
         res = ctx.token(ctx.cc_form(), client=c, proofs=[proof], retry_nonce=False)
-        _rec(rec, sub, "400 invalid_dpop_proof", res, _expect_error(res, {400}, {"invalid_dpop_proof"}))
+        errors = {"invalid_dpop_proof"}
+        if ctx.nonce_mode and sub in ("h1", "h2"):
+            errors.add("use_dpop_nonce")
+        _rec(rec, sub, f"400 {' | '.join(sorted(errors))}", res, _expect_error(res, {400}, errors))
 
 
 @case("TOK-AS-05", "9449 §4.3(1)", "M", "two DPoP header fields")
@@ -482,13 +534,14 @@ def tok_as_08(ctx: AsContext, rec: Recorder) -> None:
     alias = (ctx.metadata.get("mtls_endpoint_aliases") or {}).get("token_endpoint")
     if not alias:
         raise SkipCase("AS metadata has no mtls_endpoint_aliases.token_endpoint")
-    c = ctx.clients.get("tls") or ctx.clients.get("cert-bound")
-    if c is None or not ctx.tls_cert:
-        raise SkipCase("needs an --as-client tls:ID and --as-tls-cert/--as-tls-key")
-    res = ctx.token(ctx.cc_form(), client=c, url=alias, tls_cert=True, proof_kw={"htu": alias})
-    _rec(rec, "a", "200", res, None if res.status == 200 else f"status {res.status}, error={res.error}")
-    res = ctx.token(ctx.cc_form(), client=c, url=alias, tls_cert=True,
-                    proof_kw={"htu": ctx.endpoint("token_endpoint")})
+    # A secret-authenticated client reaches the alias too (RFC 8705 §5); a tls client would usually
+    # be certificate-bound, and certificate binding plus DPoP is refused (MTLS-AS-06).
+    c = ctx.clients.get("confidential") or ctx.clients.get("dpop-required")
+    if c is None:
+        raise SkipCase("needs an --as-client confidential:ID:SECRET")
+    res = ctx.token(ctx.cc_form(), client=c, url=alias, proof_kw={"htu": alias})
+    _rec(rec, "a", "200 DPoP", res, _expect_token(res, "DPoP", jkt=ctx.fx.jkt("K1")))
+    res = ctx.token(ctx.cc_form(), client=c, url=alias, proof_kw={"htu": ctx.endpoint("token_endpoint")})
     _rec(rec, "b", "400 invalid_dpop_proof", res, _expect_error(res, {400}, {"invalid_dpop_proof"}))
 
 
@@ -575,11 +628,42 @@ def jkt_as_03(ctx: AsContext, rec: Recorder) -> None:
     _rec(rec, "", "400 invalid_grant", res, _expect_error(res, {400}, {"invalid_grant"}))
 
 
+def _par(ctx: AsContext, c: AsClient, verifier: str, proof_key: str = "K1", **extra: str) -> HttpResult:
+    """RFC 9126 pushed authorization request with a DPoP header (RFC 9449 §10.1); nonce retry once."""
+    url = ctx.endpoint("pushed_authorization_request_endpoint")
+    form = {"response_type": "code", "client_id": c.client_id,
+            "code_challenge": b64u(hashlib.sha256(verifier.encode()).digest()), "code_challenge_method": "S256"}
+    if ctx.redirect_uri:
+        form["redirect_uri"] = ctx.redirect_uri
+    if ctx.scope:
+        form["scope"] = ctx.scope
+    form.update(extra)
+    hdrs = [ctx.basic(c)] if c.secret else []
+    res = ctx.http("POST", url, headers=[*hdrs, ("DPoP", ctx.proof(url, key=proof_key))], form=form)
+    if res.error == "use_dpop_nonce" and res.all("DPoP-Nonce"):
+        nonce = res.all("DPoP-Nonce")[-1]
+        res = ctx.http("POST", url, form=form, headers=[
+            *hdrs, ("DPoP", ctx.proof(url, key=proof_key, claims={"nonce": nonce}))])
+    return res
+
+
 @case("JKT-AS-04", "9449 §10.1", "M", "PAR with DPoP")
 def jkt_as_04(ctx: AsContext, rec: Recorder) -> None:
     if not ctx.metadata.get("pushed_authorization_request_endpoint"):
         raise SkipCase("the AS does not implement PAR")
-    raise SkipCase("PAR flows are not automated by this suite yet")
+    c = ctx.client("public")
+    v = secrets.token_urlsafe(48)
+    pushed = _par(ctx, c, v)
+    request_uri = pushed.body.get("request_uri") if isinstance(pushed.body, dict) else None
+    if pushed.status not in (200, 201) or not request_uri:
+        rec.record("a", "PAR 201 with request_uri", pushed.summary(), "the pushed request was refused")
+    else:
+        code = ctx.authorize(c, v, request_uri=request_uri)
+        res = ctx.token(ctx.code_grant(c, v, code), client=c, proof_kw={"key": "K2"})
+        _rec(rec, "a", "400 invalid_grant", res, _expect_error(res, {400}, {"invalid_grant"}))
+    res = _par(ctx, c, secrets.token_urlsafe(48), dpop_jkt=ctx.fx.jkt("K2"))
+    _rec(rec, "b", "PAR 400 invalid_request | invalid_dpop_proof", res,
+         _expect_error(res, {400}, {"invalid_request", "invalid_dpop_proof"}))
 
 
 # =========================================================================== 2.5 RT
@@ -622,8 +706,13 @@ def rt_as_04(ctx: AsContext, rec: Recorder) -> None:
     c = ctx.client("confidential")
     first = ctx.token(ctx.cc_form(), client=c)
     rt = first.body.get("refresh_token") if isinstance(first.body, dict) else None
+    if not rt and "authorization_code" in (ctx.metadata.get("grant_types_supported") or []):
+        v = secrets.token_urlsafe(48)
+        first = ctx.token(ctx.code_grant(c, v, ctx.authorize(c, v)), client=c)
+        rt = first.body.get("refresh_token") if isinstance(first.body, dict) else None
     if not rt:
-        raise SkipCase("the AS issues no refresh token to the confidential client by client_credentials")
+        raise SkipCase("the AS issued the confidential client no refresh token "
+                       "(client_credentials, authorization_code)")
     res = ctx.token({"grant_type": "refresh_token", "refresh_token": rt}, client=c, proof_kw={"key": "K2"})
     _rec(rec, "", "200 DPoP bound to K2", res, _expect_token(res, "DPoP", jkt=ctx.fx.jkt("K2")))
 
@@ -667,7 +756,7 @@ def int_as_01(ctx: AsContext, rec: Recorder) -> None:
 def int_as_02(ctx: AsContext, rec: Recorder) -> None:
     rs = _introspector(ctx)
     c = ctx.clients.get("cert-bound") or ctx.clients.get("tls")
-    if c is None or not ctx.tls_cert:
+    if c is None or not ctx.cert_for(c.role):
         raise SkipCase("needs an --as-client cert-bound:ID and --as-tls-cert/--as-tls-key")
     tok = ctx.token(ctx.cc_form(), client=c, proofs=[], tls_cert=True)
     at = tok.body.get("access_token") if isinstance(tok.body, dict) else None
@@ -712,8 +801,8 @@ def int_as_04(ctx: AsContext, rec: Recorder) -> None:
 
 def _tls_client(ctx: AsContext, role: str) -> AsClient:
     c = ctx.client(role)
-    if not (ctx.tls_cert and ctx.tls_key):
-        raise SkipCase("needs --as-tls-cert/--as-tls-key (the certificate registered for the client)")
+    if not ctx.cert_for(role):
+        raise SkipCase(f"needs --as-tls-cert/--as-tls-key [{role}=]PEM (the certificate registered for the client)")
     return c
 
 
@@ -736,8 +825,9 @@ def mtls_as_02(ctx: AsContext, rec: Recorder) -> None:
     res = ctx.token(ctx.cc_form(), client=AsClient("tls", c.client_id), proofs=[], tls_cert=False,
                     url=ctx.endpoint("token_endpoint", mtls=True))
     _rec(rec, "a", "401 invalid_client", res, _expect_error(res, {401}, {"invalid_client"}))
-    for sub in ("b", "c"):
-        rec.skip(sub, "needs a second, unregistered client certificate presented in TLS")
+    rec.skip("b", "needs a second certificate from a trusted CA with another subject")
+    res = ctx.token(ctx.cc_form(), client=AsClient("tls", c.client_id), proofs=[], tls_cert=ctx.own_cert())
+    _rec(rec, "c", "401 invalid_client", res, _expect_error(res, {401}, {"invalid_client"}))
     other = ctx.clients.get("self-signed-tls")
     if other is None:
         rec.skip("d", "needs a second tls client (self-signed-tls:ID)")
@@ -749,9 +839,10 @@ def mtls_as_02(ctx: AsContext, rec: Recorder) -> None:
 @case("MTLS-AS-03", "8705 §2.2", "M", "self_signed_tls_client_auth")
 def mtls_as_03(ctx: AsContext, rec: Recorder) -> None:
     c = _tls_client(ctx, "self-signed-tls")
-    res = ctx.token(ctx.cc_form(), client=AsClient("tls", c.client_id), proofs=[], tls_cert=True)
+    res = ctx.token(ctx.cc_form(), client=c, proofs=[], tls_cert=True)
     _rec(rec, "a", "200", res, None if res.status == 200 else f"status {res.status}, error={res.error}")
-    rec.skip("b", "needs a second, unregistered client certificate presented in TLS")
+    res = ctx.token(ctx.cc_form(), client=c, proofs=[], tls_cert=ctx.own_cert())
+    _rec(rec, "b", "401 invalid_client", res, _expect_error(res, {401}, {"invalid_client"}))
 
 
 @case("MTLS-AS-04", "8705 §2", "M", "client_id is required with mTLS")
@@ -764,9 +855,10 @@ def mtls_as_04(ctx: AsContext, rec: Recorder) -> None:
 @case("MTLS-AS-05", "8705 §3, §3.1", "M", "certificate-bound access tokens")
 def mtls_as_05(ctx: AsContext, rec: Recorder) -> None:
     c = _tls_client(ctx, "cert-bound")
-    assert ctx.tls_cert
+    cert = ctx.cert_for("cert-bound")
+    assert cert is not None
     res = ctx.token(ctx.cc_form(), client=c, proofs=[], tls_cert=True)
-    _rec(rec, "a", "200 Bearer, cnf.x5t#S256", res, _expect_token(res, "Bearer", x5t=_cert_thumb(ctx.tls_cert)))
+    _rec(rec, "a", "200 Bearer, cnf.x5t#S256", res, _expect_token(res, "Bearer", x5t=_cert_thumb(cert[0])))
     res = ctx.token(ctx.cc_form(), client=c, proofs=[], tls_cert=False,
                     url=ctx.endpoint("token_endpoint", mtls=True))
     _rec(rec, "b", "400 invalid_grant (or invalid_client)", res,

@@ -76,8 +76,16 @@ def hdr_rs_04(ctx: RsContext, rec: Recorder) -> None:
 @case("HDR-RS-05", "9449 §7.2 Fig 19; 6750 §3.1", "S", "two Authorization fields")
 def hdr_rs_05(ctx: RsContext, rec: Recorder) -> None:
     tok = ctx.at("jkt")
-    ctx.check(rec, "", X.rfc400_both(ctx.profile), lambda: ctx.send(
-        authorization=[f"Bearer {tok}", f"DPoP {tok}"], dpop=ctx.proof(tok)))
+    e = X.rfc400_both(ctx.profile)
+    resp = ctx.send(authorization=[f"Bearer {tok}", f"DPoP {tok}"], dpop=ctx.proof(tok))
+    if (ctx.mode == "direct" and resp.status == 400 and not resp.all("WWW-Authenticate")
+            and not resp.all("X-Auth-Error")):
+        # Authorization is not a list field (RFC 9110 §5.3): nginx answers a repeated one with a
+        # bare 400 before the verifier is asked, so the verifier's challenges cannot be observed.
+        rec.skip("", "the front proxy refused the repeated field itself (400, no challenge); the "
+                     "verifier's answer is checked in --mode auth_request", expected=e.text)
+        return
+    rec.record("", e.text, resp.summary(), e.judge(resp))
 
 
 @case("HDR-RS-06", "6750 §2.3, §3.1", "S", "unsupported methods carry no error code")

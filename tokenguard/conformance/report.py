@@ -91,3 +91,24 @@ def to_junit(results: list[Result]) -> bytes:
             elif r.outcome == "skip":
                 ET.SubElement(tc, "skipped", message=r.reason)
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+
+
+def section(result_id: str) -> str:
+    """``DPOP-RS-07a`` → ``DPOP`` (the spec's §1/§2 sub-section prefix)."""
+    return result_id.split("-", 1)[0]
+
+
+def section_counts(results: Iterable[Result]) -> str:
+    """One line per spec section (HDR, DPOP, NONCE, …): pass/fail/skip, for CI logs."""
+    by: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in results:
+        by[section(r.id)][r.outcome] += 1
+        by["total"][r.outcome] += 1
+    order = ["BASE", "HDR", "DPOP", "NONCE", "BIND", "MTLS", "JWT", "SCOPE", "META", "TOK", "JKT", "RT",
+             "INT", "FMT"]
+    keys = [k for k in order if k in by] + sorted(k for k in by if k not in order and k != "total")
+    lines = [f"{'section':8} {'pass':>5} {'fail':>5} {'skip':>5}"]
+    for k in [*keys, "total"]:
+        c = by[k]
+        lines.append(f"{k:8} {c['pass']:>5} {c['fail']:>5} {c['skip']:>5}")
+    return "\n".join(lines)

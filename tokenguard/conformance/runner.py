@@ -34,8 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rs = parser.add_argument_group("resource server (spec §1)")
     rs.add_argument("--verifier", metavar="URL",
                     help="auth_request mode: the verifier's auth endpoint (http://127.0.0.1:8080/auth); "
-                         "direct mode: the proxy's base URL (https://127.0.0.1:8443)")
+                         "direct mode: where the proxy listens (https://127.0.0.1:8443), same as --connect")
     rs.add_argument("--mode", choices=("auth_request", "direct"), default="auth_request")
+    rs.add_argument("--connect", metavar="HOST:PORT",
+                    help="direct mode: dial HOST:PORT instead of the --resource URL's host (like curl "
+                         "--connect-to); Host, TLS SNI and the certificate check still use the URL's host")
     rs.add_argument("--issuer", metavar="URL",
                     help="issuer identifier the suite serves (listens on its host:port), e.g. http://127.0.0.1:9400")
     rs.add_argument("--issuer-bind", metavar="HOST", help="listen address if not the issuer URL's host")
@@ -70,8 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "introspect, tls, self-signed-tls, cert-bound (repeatable)")
     asg.add_argument("--as-scope", metavar="SCOPE", help="scope to request at the AS (e.g. 'read offline_access')")
     asg.add_argument("--as-redirect-uri", metavar="URI", help="redirect_uri of the public client")
-    asg.add_argument("--as-tls-cert", metavar="PEM", help="client certificate registered for tls clients")
-    asg.add_argument("--as-tls-key", metavar="PEM")
+    asg.add_argument("--as-tls-cert", action="append", default=[], metavar="[ROLE=]PEM",
+                     help="client certificate registered for the tls / self-signed-tls / cert-bound client; "
+                          "ROLE= gives one per role, without it the certificate serves every role (repeatable)")
+    asg.add_argument("--as-tls-key", action="append", default=[], metavar="[ROLE=]PEM",
+                     help="private key of the matching --as-tls-cert")
     asg.add_argument("--as-nonce", action="store_true",
                      help="the AS requires DPoP nonces at the token endpoint (enables NONCE-AS cases)")
 
@@ -101,7 +107,11 @@ def parse_window(text: str) -> tuple[int, int]:
 
 def build_transport(args: argparse.Namespace) -> Transport:
     if args.mode == "direct":
-        return DirectTransport(args.verifier, timeout=args.timeout, ca=args.ca, insecure=args.insecure)
+        try:
+            return DirectTransport(args.connect or args.verifier, timeout=args.timeout, ca=args.ca,
+                                   insecure=args.insecure)
+        except ValueError as exc:
+            raise SystemExit(f"conformance: --connect: {exc}") from None
     return AuthRequestTransport(args.verifier, cert_header=args.cert_header, cert_format=args.cert_format,
                                 verify_header=args.cert_verify_header, timeout=args.timeout, ca=args.ca,
                                 insecure=args.insecure)
@@ -140,8 +150,13 @@ def run_as(args: argparse.Namespace, fixtures: Fixtures, skip_policy: set[str], 
 
 def collect(args: argparse.Namespace) -> list[Result]:
     """Run the selected cases and return their results (raises SystemExit on bad options)."""
+    if args.mode == "direct" and args.connect and not args.verifier:
+        args.verifier = args.connect
     if not args.verifier and not args.as_metadata:
-        raise SystemExit("conformance: give --verifier (spec §1) and/or --as-metadata (spec §2)")
+        raise SystemExit("conformance: give --verifier (spec §1; --connect in direct mode) "
+                         "and/or --as-metadata (spec §2)")
+    if args.mode == "auth_request" and args.connect:
+        raise SystemExit("conformance: --connect applies to --mode direct only")
     for spec in args.as_client:
         parse_as_client(spec)  # fail early on a malformed --as-client
     skip_policy = _split(args.skip_policy)

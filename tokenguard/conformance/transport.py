@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import ssl
 import tempfile
 import urllib.parse
@@ -181,18 +182,52 @@ class AuthRequestTransport(Transport):
         return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
 
-class DirectTransport(Transport):
-    """Calls the protected resource through the proxy, presenting client certificates in TLS.
+class _ConnectToHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to ``addr`` (``curl --connect-to``) with SNI and certificate check for ``server_name``."""
 
-    The TCP/TLS connection goes to ``--verifier`` (the proxy's address) while ``Host`` and the
-    request target come from the external URL, so ``htu`` stays the external URL.
+    def __init__(self, server_name: str, addr: tuple[str, int], *, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(server_name, addr[1], timeout=timeout, context=context)
+        self._addr = addr
+        self._tls = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection(self._addr, self.timeout)
+        try:
+            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def parse_connect(value: str | None) -> tuple[str, int] | None:
+    """``HOST:PORT``, ``[v6]:PORT`` or a base URL (``https://127.0.0.1:8443``) → (host, port)."""
+    if not value:
+        return None
+    if "://" in value:
+        u = urllib.parse.urlsplit(value)
+        return (u.hostname or "127.0.0.1", u.port or _default_port(u.scheme))
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class DirectTransport(Transport):
+    """Calls the protected resource as a client would, presenting client certificates in TLS.
+
+    Scheme, ``Host``, TLS SNI, the server-certificate check and the request target all come from
+    the external URL (``--resource``), exactly as a client of the deployment would send them;
+    only the TCP destination may be overridden (``connect``, like ``curl --connect-to``), so the
+    proxy under test can listen on 127.0.0.1 while the URL (and therefore ``htu``) names its public
+    host. Without ``connect`` the URL's own host and port are dialled.
     """
 
     mode = "direct"
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0, ca: str | None = None,
+    def __init__(self, connect: str | None = None, *, timeout: float = 10.0, ca: str | None = None,
                  insecure: bool = False) -> None:
-        self._target = urllib.parse.urlsplit(base_url)
+        self.connect_to = parse_connect(connect)
         self.timeout = timeout
         self.ca = ca
         self.insecure = insecure
@@ -222,14 +257,13 @@ class DirectTransport(Transport):
     def send(self, req: Outgoing) -> Response:
         ext = urllib.parse.urlsplit(req.url)
         path = (ext.path or "/") + (f"?{ext.query}" if ext.query else "")
-        host = self._target.hostname or "127.0.0.1"
-        port = self._target.port or _default_port(self._target.scheme)
+        name = ext.hostname or "127.0.0.1"
+        addr = self.connect_to or (name, ext.port or _default_port(ext.scheme))
         conn: http.client.HTTPConnection
-        if self._target.scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
-                                               context=self._context(req.cert))
+        if ext.scheme == "https":
+            conn = _ConnectToHTTPSConnection(name, addr, timeout=self.timeout, context=self._context(req.cert))
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(addr[0], addr[1], timeout=self.timeout)
         headers: list[Header] = [("Host", ext.netloc)] + list(req.headers)
         body = b"" if req.method in ("POST", "PUT", "PATCH") else None
         return _request(conn, req.method, path, headers, body)

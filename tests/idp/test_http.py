@@ -41,20 +41,21 @@ def _start(tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], Served]:
     state = tmp / "state"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("IDP_MOCK_ISSUER", None)
-    proc = subprocess.Popen([sys.executable, "-m", "idp_mock", "serve", "--port", str(port), "--state-dir", str(state),
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    with open(tmp / f"idp-{port}.log", "wb") as log:  # a file, not a pipe nobody drains
+        proc = subprocess.Popen([sys.executable, "-m", "idp_mock", "serve", "--port", str(port),
+                                 "--state-dir", str(state), *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read().decode() if proc.stdout else "idp-mock exited")
+            raise RuntimeError((tmp / f"idp-{port}.log").read_text(errors="replace"))
         try:
             if requests.get(base + "/healthz", timeout=0.5).status_code == 200:
                 return proc, Served(base, state)
         except requests.ConnectionError:
             time.sleep(0.1)
-    proc.kill()
+    _stop(proc)
     raise RuntimeError("idp-mock did not start")
 
 

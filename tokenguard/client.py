@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc.errors import SecurityWarning
 
 from .b64 import b64url_encode
+from .challenges import Challenge, ChallengeSyntaxError, parse_challenges
 from .dpop import create_proof
 from .jwk import THUMBPRINT_MEMBERS, JWKError, public_jwk, thumbprint
 from .jws import JWSError, parse_compact
@@ -241,47 +242,12 @@ def htu_of(url: str) -> str:
 
 # ------------------------------------------------------------------------------ WWW-Authenticate
 
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_PARAM = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*(?:\"((?:[^\"\\]|\\.)*)\"|({_TOKEN}))[ \t]*(?:,|$)")
-_SCHEME = re.compile(rf"[ \t,]*({_TOKEN})(?:[ \t]+|[ \t]*(?:,|$))")
-_TOKEN68 = re.compile(r"([A-Za-z0-9\-._~+/]+=*)[ \t]*(?:,|$)")
-
-
-@dataclass
-class Challenge:
-    """One RFC 9110 §11.6.1 challenge: scheme and auth-params (names lower-cased)."""
-
-    scheme: str
-    params: dict[str, str] = field(default_factory=dict)
-
-
 def parse_www_authenticate(values: str | Sequence[str]) -> list[Challenge]:
-    """Parse ``WWW-Authenticate`` field value(s) into challenges (RFC 9110 §11.6.1, §5.6).
-
-    Lenient where a client can afford it: a malformed tail ends parsing instead of raising.
-    """
-    text = values if isinstance(values, str) else ", ".join(values)
-    out: list[Challenge] = []
-    pos = 0
-    while pos < len(text):
-        if out:
-            param = _PARAM.match(text, pos)
-            if param:
-                value = param.group(2)
-                value = re.sub(r"\\(.)", r"\1", value) if value is not None else param.group(3)
-                out[-1].params.setdefault(param.group(1).lower(), value)
-                pos = param.end()
-                continue
-        scheme = _SCHEME.match(text, pos)
-        if not scheme:
-            break
-        out.append(Challenge(scheme.group(1)))
-        pos = scheme.end()
-        if not _PARAM.match(text, pos):
-            token68 = _TOKEN68.match(text, pos)
-            if token68:
-                pos = token68.end()
-    return out
+    """Challenges in ``WWW-Authenticate`` (RFC 9110 §11.6.1); a client shrugs off a malformed header."""
+    try:
+        return parse_challenges(values if isinstance(values, str) else list(values))
+    except ChallengeSyntaxError:
+        return []
 
 
 def dpop_nonce_demanded(response: requests.Response) -> str | None:

@@ -9,8 +9,8 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
 
+from tokenguard.challenges import ChallengeSyntaxError, find, parse_challenges
 from tokenguard.conformance import expect as X
-from tokenguard.conformance.challenge import ChallengeSyntaxError, find, parse_challenges
 from tokenguard.conformance.minting import Fixtures, ath, b64u_decode, thumbprint
 from tokenguard.conformance.model import Result
 from tokenguard.conformance.report import exit_code, to_junit

@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from joserfc.jws import JWSRegistry
 
 from tokenguard.access_token import AccessTokenValidator, Issuer
+from tokenguard.challenges import Challenge, parse_challenges
 from tokenguard.dpop import DpopVerifier
 from tokenguard.introspection import Introspector
 from tokenguard.jwks import FetchError, JwksCache
@@ -31,8 +32,6 @@ from tokenguard.nonce import RS_LABEL, NonceIssuer
 from tokenguard.policy import Policy, Route
 from tokenguard.replay import MemoryReplayStore
 from tokenguard.verifier import AuthRequest, Decision, Verifier
-
-from .challenge_parser import Challenge, parse_challenges
 
 T0 = 1_700_000_000
 ISS = "https://as.test"

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .challenge import Challenge, find
+from ..challenges import Challenge, find
 from .transport import Response
 
 Check = Callable[[Response], str | None]

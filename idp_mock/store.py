@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tokenguard.replay import wal_connection
+
 
 def credential_key(value: str) -> str:
     """The lookup key of a token or code: its SHA-256, hex."""
@@ -35,13 +37,7 @@ class GrantStore:
             "CREATE INDEX IF NOT EXISTS records_family ON records (family);")
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        return wal_connection(self._local, self.path)
 
     def put(self, ns: str, key: str, data: dict[str, Any], ttl: float, family: str = "") -> None:
         now = self.clock()

@@ -68,6 +68,17 @@ class MemoryReplayStore:
         return None
 
 
+def wal_connection(local: threading.local, path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """This thread's connection to a WAL-mode SQLite file, reopened after a fork (never shared)."""
+    conn: sqlite3.Connection | None = getattr(local, "conn", None)
+    if conn is None or getattr(local, "pid", None) != os.getpid():
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        local.conn, local.pid = conn, os.getpid()
+    return conn
+
+
 class SqliteReplayStore:
     """Embedded store shared by all processes on the host (SQLite WAL, one connection per thread)."""
 
@@ -81,17 +92,22 @@ class SqliteReplayStore:
         self._clock = clock
         self._local = threading.local()
         self._count = 0
-        self._connection().execute(
-            "CREATE TABLE IF NOT EXISTS replay (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID")
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                self._connection().execute(
+                    "CREATE TABLE IF NOT EXISTS replay (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID")
+                break
+            except sqlite3.OperationalError:
+                # Workers start together, and SQLite answers a concurrent switch to WAL (or creation of
+                # the table) with "database is locked" at once instead of waiting: retry briefly.
+                self._local.conn = None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        return wal_connection(self._local, self.path)
 
     def first_use(self, key: str, ttl: float) -> bool:
         now = self._clock()

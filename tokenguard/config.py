@@ -6,6 +6,7 @@ file, the key and the problem (``tokenguard check-config``). ``build_verifier`` 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -332,12 +333,19 @@ def nonce_secret(config: Config) -> bytes:
         return secret.encode()
     path = config.state_dir / "nonce.secret"
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_bytes().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(32))
+    # Workers start concurrently: write the secret completely under a private name, then link it into
+    # place atomically, so no process ever reads a half-written (empty) secret and all share one.
+    tmp = path.with_name(f".nonce.secret.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its secret
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
     return path.read_bytes().strip()
 
 

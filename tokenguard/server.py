@@ -80,7 +80,11 @@ def _serve_gunicorn(path: str | None, config: Config, listen: str, workers: int,
         def load_config(self) -> None:
             if getattr(self, "_started", False):  # a SIGHUP reload, not the first load
                 try:
-                    self.active = load_config(path)
+                    candidate = load_config(path)
+                    problem = _refuse(candidate, workers, False)  # same refusal as at start-up
+                    if problem:
+                        raise ConfigError(candidate.source, "replay.store", problem.split(": ", 2)[-1])
+                    self.active = candidate
                     log.warning(json.dumps({"event": "config_reloaded", "source": self.active.source}))
                 except ConfigError as exc:
                     log.error(json.dumps({"event": "config_rejected", "error": str(exc)}))

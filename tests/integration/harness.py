@@ -661,3 +661,186 @@ def start_tokenguard(
         cwd=REPO,
         timeout=timeout,
     )
+
+
+# ------------------------------------------------------------------------------ stub authorization server
+
+AUDIENCE = "https://api.test"
+
+
+class _StubIssuerHandler(BaseHTTPRequestHandler):
+    """RFC 8414 metadata, /jwks and /introspect of a :class:`StubIssuer` (whose state it reads)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.stub.connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.stub.connections.discard(self.connection)  # type: ignore[attr-defined]
+        super().finish()
+
+    def _reply(self, status: int, payload: object) -> None:
+        body = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client gave up (timeout test): nothing to do
+
+    def _serve(self) -> None:
+        stub: StubIssuer = self.server.stub  # type: ignore[attr-defined]
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        stub.hits.append(path)
+        if path in stub.slow_paths:
+            time.sleep(stub.delay)
+        if stub.failing:
+            self._reply(503, {"error": "temporarily_unavailable"})
+        elif path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
+            self._reply(200, {"issuer": stub.issuer, "jwks_uri": stub.issuer + "/jwks",
+                              "introspection_endpoint": stub.issuer + "/introspect"})
+        elif path == "/jwks":
+            self._reply(200, {"keys": [stub.public_jwk]})
+        elif path == "/introspect" and self.command == "POST":
+            from urllib.parse import parse_qs
+
+            token = parse_qs(body.decode()).get("token", [""])[0]
+            self._reply(200, stub.opaque.get(token, {"active": False}))
+        else:
+            self._reply(404, {"error": "not_found"})
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+class StubIssuer:
+    """A tiny authorization server for the verifier: metadata + JWKS (+ introspection), in a thread.
+
+    Faults are switched on the live object: `failing` (HTTP 503 everywhere), `slow_paths` (those
+    paths sleep `delay` seconds before answering) and `close()` (the IdP is gone: open keep-alive
+    connections are cut and new ones refused).
+    Tokens are RFC 9068 JWTs (typ at+jwt, RS256, kid) minted with joserfc.
+    """
+
+    def __init__(self, port: int = 0) -> None:
+        from joserfc import jwk
+
+        self.key = jwk.RSAKey.generate_key(2048, parameters={"kid": "stub-1", "use": "sig", "alg": "RS256"})
+        self.public_jwk = self.key.as_dict(private=False)
+        self.failing = False
+        self.slow_paths: set[str] = set()
+        self.delay = 5.0
+        self.hits: list[str] = []
+        self.opaque: dict[str, dict[str, object]] = {}
+        self.connections: set[socket.socket] = set()
+        self._server = serve_in_thread(_StubIssuerHandler, port)
+        self._server.server.stub = self  # type: ignore[attr-defined]
+        self.port = self._server.port
+        self.issuer = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        """Stop listening and cut every open connection (idempotent)."""
+        self._server.server.shutdown()
+        self._server.server.server_close()
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._server.thread.join(timeout=10)
+
+    def token(self, *, sub: str = "alice", scope: str = "read", cnf: Mapping[str, str] | None = None,
+              **claims: object) -> str:
+        from joserfc import jwt
+
+        now = int(time.time())
+        body: dict[str, object] = {
+            "iss": self.issuer, "aud": AUDIENCE, "sub": sub, "client_id": "client-1", "iat": now,
+            "exp": now + 600, "jti": f"at-{time.time_ns()}", "scope": scope,
+        }  # fmt: skip
+        if cnf is not None:
+            body["cnf"] = dict(cnf)
+        body.update(claims)
+        return jwt.encode({"typ": "at+jwt", "alg": "RS256", "kid": "stub-1"}, body, self.key)
+
+
+def dpop_key() -> dict[str, object]:
+    """A fresh private ES256 JWK (dict) for DPoP proofs, and its RFC 7638 thumbprint under 'jkt'."""
+    from joserfc import jwk
+
+    from tokenguard.jwk import thumbprint
+
+    private = jwk.ECKey.generate_key("P-256").as_dict(private=True)
+    private.pop("kid", None)
+    return {"jwk": private, "jkt": thumbprint({k: v for k, v in private.items() if k != "d"})}
+
+
+def tokenguard_config(
+    path: Path,
+    *,
+    port: int,
+    state_dir: Path,
+    issuer: str,
+    store: str = "embedded",
+    token: Mapping[str, object] | None = None,
+    issuer_extra: str = "",
+    extra: str = "",
+    routes: str = "",
+) -> Path:
+    """Write a tokenguard TOML config listening on `port` with one issuer; returns `path`.
+
+    `issuer_extra` is TOML added to the [[issuer]] table, `extra` more tables, `routes` [[route]]s.
+    """
+    token_table = {"audience": AUDIENCE, "jwks_refresh_cooldown": 1, **(token or {})}
+    lines = [
+        "[server]", f'listen = "127.0.0.1:{port}"', f"state_dir = {json.dumps(str(state_dir))}",
+        "[token]", *(f"{key} = {json.dumps(value)}" for key, value in token_table.items()),
+        "[[issuer]]", f"issuer = {json.dumps(issuer)}", issuer_extra,
+        "[replay]", f"store = {json.dumps(store)}",
+        extra, routes,
+    ]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------------- per-worker metrics
+
+
+def worker_counters(state_dir: Path, master_pid: int) -> dict[int, dict[tuple[str, tuple[str, ...]], float]]:
+    """Counter values per gunicorn worker pid, read from prometheus-client's multiprocess files.
+
+    `tokenguard serve` points PROMETHEUS_MULTIPROC_DIR at `<state_dir>/metrics-<master pid>`, where
+    every worker writes `counter_<pid>.db`; this is how a test learns which worker answered what
+    without adding anything to the product. Keys: (sample name, label values in label-name order).
+    """
+    from prometheus_client.mmap_dict import MmapedDict
+
+    result: dict[int, dict[tuple[str, tuple[str, ...]], float]] = {}
+    for file in sorted((state_dir / f"metrics-{master_pid}").glob("counter_*.db")):
+        pid = int(file.stem.split("_", 1)[1])
+        values: dict[tuple[str, tuple[str, ...]], float] = {}
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(file)):
+            _metric, name, labels, _help = json.loads(key)
+            values[(name, tuple(labels[k] for k in sorted(labels)))] = value
+        result[pid] = values
+    return result
+
+
+def auth_subrequest(port: int, method: str, url: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """Ask tokenguard's /auth directly, as nginx's auth_request would for `method` `url`."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    original = [
+        ("X-Original-Method", method), ("X-Original-URI", target), ("X-Forwarded-Proto", parts.scheme),
+        ("X-Forwarded-Host", parts.hostname or ""),
+        ("X-Forwarded-Port", str(parts.port or (443 if parts.scheme == "https" else 80))),
+    ]  # fmt: skip
+    return request("GET", f"http://127.0.0.1:{port}/auth", headers=[*original, *headers])

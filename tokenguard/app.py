@@ -45,6 +45,7 @@ class AuthEndpoint:
         self.verifier = verifier
         self.adapter = adapter
         self.log_decisions = log_decisions
+        self._counters: dict[tuple[str, str], Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -64,7 +65,11 @@ class AuthEndpoint:
 
     def _record(self, decision: Decision, request: AuthRequest, elapsed: float) -> None:
         result = "allow" if decision.allow else "deny" if decision.status in (400, 401, 403) else "error"
-        metrics.DECISIONS.labels(result=result, reason=decision.reason).inc()
+        counter = self._counters.get((result, decision.reason))
+        if counter is None:  # label lookups cost more than the increment: keep each child once
+            counter = self._counters[(result, decision.reason)] = metrics.DECISIONS.labels(
+                result=result, reason=decision.reason)
+        counter.inc()
         metrics.LATENCY.observe(elapsed)
         if decision.reason == "replay_store_unavailable":
             metrics.REPLAY_ERRORS.inc()

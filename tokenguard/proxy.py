@@ -11,11 +11,21 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .verifier import AuthRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=1024)
+def _trusted(networks: tuple[Network, ...], remote_addr: str) -> bool:
+    try:
+        address = ipaddress.ip_address(remote_addr.split("%")[0])
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 def _environ_key(header: str) -> str:
@@ -54,11 +64,8 @@ class ProxyAdapter:
                    original_uri_header=proxy["original_uri_header"])
 
     def trusts(self, remote_addr: str | None) -> bool:
-        try:
-            address = ipaddress.ip_address((remote_addr or "").split("%")[0])
-        except ValueError:
-            return False
-        return any(address in network for network in self.trusted_proxies)
+        """Whether the peer is a trusted proxy (cached: the same few proxies connect all day)."""
+        return _trusted(self.trusted_proxies, remote_addr or "")
 
     def _base_url(self, environ: Mapping[str, Any], trusted: bool) -> str:
         """scheme://host[:port] of the external request."""

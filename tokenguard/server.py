@@ -67,6 +67,16 @@ def run(args: argparse.Namespace) -> int:
     return _serve_gunicorn(args.config, config, listen, workers, threads)
 
 
+def gunicorn_settings(listen: str, workers: int, threads: int) -> dict[str, Any]:
+    """How ``serve`` runs gunicorn (the end-to-end benchmark's empty baseline uses the same)."""
+    return {
+        "bind": listen, "workers": workers, "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "timeout": 30, "graceful_timeout": 10, "keepalive": 5, "accesslog": None, "errorlog": "-",
+        "loglevel": "warning", "proc_name": "tokenguard", "child_exit": _child_exit,
+    }
+
+
 def _serve_gunicorn(path: str | None, config: Config, listen: str, workers: int, threads: int) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -88,14 +98,7 @@ def _serve_gunicorn(path: str | None, config: Config, listen: str, workers: int,
                     log.warning(json.dumps({"event": "config_reloaded", "source": self.active.source}))
                 except ConfigError as exc:
                     log.error(json.dumps({"event": "config_rejected", "error": str(exc)}))
-            settings: dict[str, Any] = {
-                "bind": listen, "workers": workers, "threads": threads,
-                "worker_class": "gthread" if threads > 1 else "sync",
-                "timeout": 30, "graceful_timeout": 10, "keepalive": 5, "accesslog": None, "errorlog": "-",
-                "loglevel": "warning", "proc_name": "tokenguard",
-                "child_exit": _child_exit,
-            }
-            for key, value in settings.items():
+            for key, value in gunicorn_settings(listen, workers, threads).items():
                 self.cfg.set(key, value)
             self._started = True
 

@@ -33,7 +33,6 @@ import os
 import shutil
 import socket
 import sqlite3
-import statistics
 import struct
 import subprocess
 import sys
@@ -108,8 +107,14 @@ class SqliteStore:
         self.c.executemany("INSERT OR REPLACE INTO jti(k, exp) VALUES (?, ?)", [(k, int(exp)) for k in keys])
         self.c.execute("COMMIT")
 
-    def purge(self, now):
-        self.c.execute("DELETE FROM jti WHERE exp <= ?", (int(now),))
+    def purge(self, now, batch=1000):
+        """Delete expired rows, at most `batch` per transaction (short writer-lock holds)."""
+        while True:
+            cur = self.c.execute(
+                "DELETE FROM jti WHERE k IN (SELECT k FROM jti WHERE exp <= ? LIMIT ?)", (int(now), batch)
+            )
+            if cur.rowcount < batch:
+                return
 
     def close(self):
         self.c.close()
@@ -152,16 +157,26 @@ class LmdbStore:
             for k in keys:
                 txn.put(k.encode(), v)
 
-    def purge(self, now):
+    def purge(self, now, batch=1000):
+        """Delete expired entries, at most `batch` per write txn (keeps the writer lock short
+        and needs only a few free pages per txn, so it also works on a full map)."""
         unpack = self._pack.unpack
-        with self.env.begin(write=True) as txn:
-            cur = txn.cursor()
-            ok = cur.first()
-            while ok:
-                if unpack(cur.value())[0] <= now:
-                    ok = cur.delete()  # moves to next
-                else:
-                    ok = cur.next()
+        start = b""
+        while True:
+            n = 0
+            with self.env.begin(write=True) as txn:
+                cur = txn.cursor()
+                if not cur.set_range(start):
+                    return
+                while cur.key() and n < batch:  # delete() moves to the next item
+                    if unpack(cur.value())[0] <= now:
+                        cur.delete()
+                        n += 1
+                    elif not cur.next():
+                        return
+                start = cur.key()
+                if not start:
+                    return
 
     def close(self):
         self.env.close()
@@ -204,20 +219,24 @@ KINDS = {"dict": DictStore, "sqlite": SqliteStore, "lmdb": LmdbStore, "redis": R
 
 
 def _worker(kind, spec, keys, barrier, q):
-    st = KINDS[kind](spec)
-    lat = []
-    new = 0
-    pc = time.perf_counter_ns
-    barrier.wait()
-    t0 = time.perf_counter()
-    for k in keys:
-        now = time.time()
-        a = pc()
-        if st.first_use(k, TTL, now):
-            new += 1
-        lat.append(pc() - a)
-    q.put((lat, new, time.perf_counter() - t0))
-    st.close()
+    try:
+        st = KINDS[kind](spec)
+        lat = []
+        new = 0
+        pc = time.perf_counter_ns
+        barrier.wait()
+        t0 = time.perf_counter()
+        for k in keys:
+            now = time.time()
+            a = pc()
+            if st.first_use(k, TTL, now):
+                new += 1
+            lat.append(pc() - a)
+        q.put((lat, new, time.perf_counter() - t0))
+        st.close()
+    except Exception as e:  # report instead of hanging the parent
+        barrier.abort()
+        q.put(e)
 
 
 def run_procs(kind, spec, key_lists):
@@ -227,9 +246,12 @@ def run_procs(kind, spec, key_lists):
     ps = [ctx.Process(target=_worker, args=(kind, spec, kl, barrier, q)) for kl in key_lists]
     for p in ps:
         p.start()
-    res = [q.get() for _ in ps]
+    res = [q.get(timeout=600) for _ in ps]
     for p in ps:
         p.join()
+    for r in res:
+        if isinstance(r, Exception):
+            raise r
     lat = [x for r in res for x in r[0]]
     new = sum(r[1] for r in res)
     wall = max(r[2] for r in res)
@@ -294,8 +316,22 @@ def lmdb_map_full_demo(tmp):
             n += 1
     except lmdb.MapFullError as e:
         err = type(e).__name__
-    # after expiry + purge, inserts work again
-    st.purge(now + TTL + 1)
+    # after expiry: deleting everything in ONE write txn fails too (copy-on-write needs free pages)
+    big = "ok"
+    try:
+        st.purge(now + TTL + 1, batch=10**9)
+    except lmdb.MapFullError:
+        big = "MapFullError"
+    small = "ok"
+    try:
+        st.purge(now + TTL + 1, batch=1)  # even one delete per txn?
+    except lmdb.MapFullError:
+        small = "MapFullError"
+        st.env.set_mapsize(2 << 20)  # the only way out: grow the map (no txn may be open)
+        st.purge(now + TTL + 1, batch=100)
+        small += " -> ok after env.set_mapsize(2 MiB)"
+    with st.env.begin() as txn:
+        left = txn.stat()["entries"]
     ok_after = True
     try:
         for k in gen_keys(n // 2, 98):
@@ -303,7 +339,36 @@ def lmdb_map_full_demo(tmp):
     except lmdb.MapFullError:
         ok_after = False
     st.close()
-    return n, err, ok_after
+    return n, err, big, small, left, ok_after
+
+
+def sqlite_full_demo(tmp):
+    """Bounded size in SQLite: PRAGMA max_page_count makes inserts fail with SQLITE_FULL;
+    check whether purge (DELETE) still works on a full database and inserts recover."""
+    path = os.path.join(tmp, "sqlite-full.db")
+    st = SqliteStore({"path": path, "sync": "NORMAL"})
+    st.c.execute("PRAGMA max_page_count=256")  # 256 x 4 KiB pages = 1 MiB
+    now = time.time()
+    n, err = 0, None
+    try:
+        for k in gen_keys(50000, 99):
+            st.first_use(k, TTL, now)
+            n += 1
+    except sqlite3.OperationalError as e:
+        err = str(e)
+    purge = "ok"
+    try:
+        st.purge(now + TTL + 1)
+    except sqlite3.OperationalError as e:
+        purge = str(e)
+    ok_after = True
+    try:
+        for k in gen_keys(n // 2, 98):
+            st.first_use(k, TTL, now + TTL + 1)
+    except sqlite3.OperationalError:
+        ok_after = False
+    st.close()
+    return n, err, purge, ok_after
 
 
 def main():
@@ -326,7 +391,8 @@ def main():
     configs = [("dict", "dict", {})]
     for label, d in dirs:
         for sync in ("FULL", "NORMAL", "OFF"):
-            configs.append((f"sqlite-wal-{sync.lower()}@{label}", "sqlite", {"path": os.path.join(d, f"s-{sync}.db"), "sync": sync}))
+            configs.append((f"sqlite-wal-{sync.lower()}@{label}", "sqlite",
+                            {"path": os.path.join(d, f"s-{sync}.db"), "sync": sync}))
         configs.append((f"lmdb-sync@{label}", "lmdb", {"path": os.path.join(d, "l-sync"), "sync": True}))
         configs.append((f"lmdb-nosync@{label}", "lmdb", {"path": os.path.join(d, "l-nosync"), "sync": False}))
     rs = start_redis(base)
@@ -372,7 +438,9 @@ def main():
             lat.sort()
             r = {"store": name, "p50": pct(lat, 50), "p99": pct(lat, 99), "p999": pct(lat, 99.9),
                  "ops1": args.ops / wall1}
-            # --- 2 processes, distinct keys
+            # --- 2 processes, distinct keys. The parent's handle is closed first: an LMDB env
+            # (and a sqlite connection) must never be inherited across fork(); open after fork.
+            st.close()
             if st.shared:
                 half = args.ops // 2
                 k2 = gen_keys(args.ops, 3)
@@ -387,6 +455,7 @@ def main():
             else:
                 r.update(p50_2=float("nan"), p99_2=float("nan"), ops2=float("nan"), race="n/a", dup="n/a")
             # --- purge: everything inserted so far is expired one TTL later
+            st = KINDS[kind](spec) if st.shared else st
             if kind in ("redis",):
                 r["purge"] = float("nan")
             else:
@@ -400,10 +469,14 @@ def main():
             print(f"{name:26} {r['p50']:7.1f} {r['p99']:8.1f} {r['p999']:9.1f} {r['ops1']:9.0f} | {r['p50_2']:7.1f} "
                   f"{r['p99_2']:8.1f} {r['ops2']:9.0f} | {str(r['race']):>9} {str(r['dup']):>7} | {r['purge']:8.1f}",
                   flush=True)
-        if not args.only or "lmdb" in args.only:
-            n, err, ok_after = lmdb_map_full_demo(base)
-            print(f"\n# lmdb map_size=1MiB: {n} inserts before {err}; after purge of expired keys, inserts "
-                  f"{'work again' if ok_after else 'STILL FAIL'}")
+        if not args.only or "lmdb" in args.only or "sqlite" in args.only:
+            n, err, big, small, left, ok_after = lmdb_map_full_demo(base)
+            n2, err2, purge2, ok2 = sqlite_full_demo(base)
+            after = "work again" if ok_after else "STILL FAIL"
+            print(f"\n# lmdb map_size=1MiB: {n} inserts before {err}; purging all expired keys in one txn: {big}; "
+                  f"one key per txn: {small} ({left} left); inserts afterwards {after}")
+            print(f"# sqlite max_page_count=256 (1 MiB): {n2} inserts before OperationalError({err2!r}); "
+                  f"purge of expired keys: {purge2}; inserts afterwards {'work again' if ok2 else 'STILL FAIL'}")
     finally:
         if rs:
             rs[0].terminate()

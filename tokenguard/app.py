@@ -105,8 +105,8 @@ def readiness(config: Config, verifier: Verifier) -> tuple[bool, dict[str, Any]]
     if not config.issuers:
         checks["issuers"] = "no issuer configured"
     for issuer in verifier.tokens.issuers.values():
-        if issuer.jwks is not None and not issuer.jwks.has_keys:
-            issuer.jwks.refresh()
+        if issuer.jwks is not None:
+            issuer.jwks.load_if_due()
         ok = (issuer.jwks is not None and issuer.jwks.has_keys) or issuer.introspector is not None
         checks[f"issuer {issuer.issuer}"] = "ok" if ok else (issuer.jwks.last_error if issuer.jwks else "no keys")
         ready = ready and ok

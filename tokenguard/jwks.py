@@ -127,6 +127,13 @@ class JwksCache:
             self._on_fetch(self.issuer, True)
         return True
 
+    def load_if_due(self) -> None:
+        """Try to get keys when there are none, at most once per few seconds (readiness probes)."""
+        now = self._clock()
+        if not self._keys and (self._last_attempt is None or now - self._last_attempt >= min(self.cooldown, 5.0)):
+            with self._lock:
+                self.refresh()
+
     @staticmethod
     def _parse(document: Mapping[str, Any]) -> list[_Key]:
         raw_keys = document.get("keys")

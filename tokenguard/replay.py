@@ -13,6 +13,7 @@ A store that is full refuses too: evicting live entries would reopen the replay 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -68,13 +69,14 @@ class MemoryReplayStore:
         return None
 
 
-def wal_connection(local: threading.local, path: str | os.PathLike[str]) -> sqlite3.Connection:
+def wal_connection(local: threading.local, path: str | os.PathLike[str],
+                   synchronous: str = "NORMAL") -> sqlite3.Connection:
     """This thread's connection to a WAL-mode SQLite file, reopened after a fork (never shared)."""
     conn: sqlite3.Connection | None = getattr(local, "conn", None)
     if conn is None or getattr(local, "pid", None) != os.getpid():
         conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
         local.conn, local.pid = conn, os.getpid()
     return conn
 
@@ -105,9 +107,20 @@ class SqliteReplayStore:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
+            except sqlite3.DatabaseError:
+                # Not a database any more (a power loss under synchronous=OFF): its entries outlived their
+                # window while the host was down, so set the file aside and start afresh.
+                self._local.conn = None
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(f"{self.path}{suffix}", f"{self.path}.corrupt{suffix}")
+                if time.monotonic() > deadline:
+                    raise
 
     def _connection(self) -> sqlite3.Connection:
-        return wal_connection(self._local, self.path)
+        # synchronous=OFF: every write still reaches the OS at commit, so a crashed or killed worker loses
+        # nothing; only an OS crash could damage the file, which the constructor then replaces.
+        return wal_connection(self._local, self.path, synchronous="OFF")
 
     def first_use(self, key: str, ttl: float) -> bool:
         now = self._clock()

@@ -88,6 +88,16 @@ def _worker(path: str, barrier, results, index: int) -> None:
     results[index] = sum(store.first_use(f"jti-{i}", 75) for i in range(2000))
 
 
+def test_sqlite_damaged_file_is_set_aside(tmp_path: Path) -> None:
+    """After an OS crash under synchronous=OFF the file may be garbage: start afresh, keep the evidence."""
+    path = tmp_path / "replay.sqlite3"
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    store = SqliteReplayStore(path)
+    assert store.first_use("k", 60) is True
+    assert store.first_use("k", 60) is False
+    assert (tmp_path / "replay.sqlite3.corrupt").read_bytes().startswith(b"this is not")
+
+
 def test_sqlite_shared_by_two_processes(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     path = str(tmp_path / "state" / "replay.sqlite3")

@@ -74,6 +74,7 @@ def gunicorn_settings(listen: str, workers: int, threads: int) -> dict[str, Any]
         "worker_class": "gthread" if threads > 1 else "sync",
         "timeout": 30, "graceful_timeout": 10, "keepalive": 5, "accesslog": None, "errorlog": "-",
         "loglevel": "warning", "proc_name": "tokenguard", "child_exit": _child_exit,
+        "post_worker_init": _freeze_startup_objects,
     }
 
 
@@ -109,6 +110,15 @@ def _serve_gunicorn(path: str | None, config: Config, listen: str, workers: int,
 
     TokenguardApplication().run()
     return 0
+
+
+def _freeze_startup_objects(worker: Any) -> None:
+    """Move everything built at start-up out of the garbage collector's reach: it lives as long as the
+    worker, and scanning it on every collection costs each request time for nothing."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _child_exit(server: Any, worker: Any) -> None:

@@ -177,10 +177,12 @@ def main() -> int:
     print(f"    config: {config}")
     log = start("tokenguard", [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)], pids)
     wait_http(f"{VERIFIER_URL}/readyz", "tokenguard", log)
-    say("Starting nginx on 127.0.0.1:8000 (TLS, deploy/nginx/tokenguard.conf) in front of a demo upstream")
-    proxy = start_nginx(pids)
-    if not proxy:
-        print("    nginx is not installed: the demo calls tokenguard's /auth directly, as nginx would")
+    proxy = False
+    if shutil.which("nginx"):
+        say("Starting nginx on 127.0.0.1:8000 (TLS, deploy/nginx/tokenguard.conf) in front of a demo upstream")
+        proxy = start_nginx(pids)
+    else:
+        say("nginx is not installed: the demo calls tokenguard's /auth directly, the way nginx would")
     demo = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--idp", IDP_URL, "--verifier", VERIFIER_URL,
             "--audience", audience]
     if proxy:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -110,8 +112,11 @@ class Verifier:
         except (VerifierUnavailable, ReplayStoreUnavailable) as exc:
             reason = getattr(exc, "reason", "replay_store_unavailable")
             return self._unavailable(route, reason)
-        except Exception:  # fail closed on anything unforeseen; the app logs the exception type
-            log.exception("internal error while deciding")
+        except Exception as exc:  # fail closed on anything unforeseen
+            # The type and where it happened, never the message: it could quote request content.
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
+            log.error("internal error while deciding: %s at %s", type(exc).__name__, where)
             return self._unavailable(route, "internal_error")
 
     def _authenticate(self, request: AuthRequest, route: Route, target: str) -> Decision:

@@ -208,3 +208,26 @@ def test_expired_token_is_logged_without_the_token(make_client, issuer, caplog) 
     text = caplog.text
     assert '"reason":"token_expired"' in text
     assert token not in text and token.split(".")[1] not in text
+
+
+def test_unforeseen_error_fails_closed_without_leaking(make_client, issuer, caplog) -> None:
+    """A bug deep in the pipeline is a 500 with a reason code, and its log names only the error type."""
+    import logging
+
+    client = make_client()
+    verifier = client.application.extensions["tokenguard"]
+    token = issuer.token()
+
+    def broken(value: str) -> Any:
+        raise ValueError(f"boom {value}")  # a message that quotes the token
+
+    verifier.tokens.validate = broken
+    logger = logging.getLogger("tokenguard.verifier")  # tokenguard's loggers do not propagate to root
+    logger.addHandler(caplog.handler)
+    try:
+        response = client.get("/auth", headers={**NGINX, "Authorization": "Bearer " + token})
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert response.status_code == 500 and response.headers["X-Auth-Error"] == "internal_error"
+    assert "ValueError" in caplog.text
+    assert token not in caplog.text and "boom" not in caplog.text

@@ -30,7 +30,7 @@ DEFAULT_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_\-.]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DpopProof:
     """A verified proof: the key's RFC 7638 thumbprint and the claims that were checked."""
 

@@ -107,9 +107,17 @@ class Route:
 class Policy:
     routes: tuple[Route, ...] = ()
     default: str = "deny"
+    _matches: dict[tuple[str, str, str], Route | None] = field(default_factory=dict, compare=False, repr=False)
 
     def route_for(self, method: str, host: str, path: str) -> Route | None:
-        for route in self.routes:
-            if route.matches(method, host, path):
-                return route
-        return Route(name="default") if self.default == "allow" else None
+        """The first route that matches (remembered: a deployment sees the same few paths over and over)."""
+        key = (method, host.lower(), path)
+        if key in self._matches:
+            return self._matches[key]
+        found = next((route for route in self.routes if route.matches(*key)), None)
+        if found is None and self.default == "allow":
+            found = Route(name="default")
+        if len(self._matches) >= 4096:  # paths are client-chosen: keep the memo bounded
+            self._matches.clear()
+        self._matches[key] = found
+        return found

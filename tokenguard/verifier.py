@@ -134,10 +134,11 @@ class Verifier:
                 extra = self._check_certificate(request, route, scheme, thumb)
             else:
                 extra = self._check_unbound(request, route, scheme)
-            route.authorize(access.scopes, access.claims)
+            scopes = access.scopes
+            route.authorize(scopes, access.claims)
         except OAuthError as exc:
             raise _Denial(exc, used) from None
-        return self._allow(route, access, kind, thumb, extra)
+        return self._allow(route, access, scopes, kind, thumb, extra)
 
     def _credentials(self, request: AuthRequest) -> tuple[str, str]:
         """RFC 6750 §2.1 / RFC 9449 §7.1: exactly one Authorization field with one scheme and token."""
@@ -204,11 +205,11 @@ class Verifier:
             return (BEARER, DPOP)
         return tuple(s for s, on in ((BEARER, route.offers_bearer), (DPOP, route.offers_dpop)) if on)
 
-    def _allow(self, route: Route, access: AccessToken, kind: str, thumb: str | None,
+    def _allow(self, route: Route, access: AccessToken, scopes: tuple[str, ...], kind: str, thumb: str | None,
                extra: dict[str, Any]) -> Decision:
         headers = [("X-Auth-Subject", header_value(access.subject)),
                    ("X-Auth-Client-Id", header_value(access.client_id)),
-                   ("X-Auth-Scope", header_value(" ".join(access.scopes))),
+                   ("X-Auth-Scope", header_value(" ".join(scopes))),
                    ("X-Auth-Binding", kind)]
         if kind == bind.DPOP and thumb:
             headers.append(("X-Auth-Jkt", thumb))

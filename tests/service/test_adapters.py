@@ -231,3 +231,15 @@ def test_unforeseen_error_fails_closed_without_leaking(make_client, issuer, capl
     assert response.status_code == 500 and response.headers["X-Auth-Error"] == "internal_error"
     assert "ValueError" in caplog.text
     assert token not in caplog.text and "boom" not in caplog.text
+
+
+def test_one_of_and_regex_claim_rules(make_client, issuer) -> None:
+    client = make_client({"route": [{"path": "/resource", "binding": "any",
+                                     "claims": [{"path": "tier", "one_of": ["gold", "silver"]},
+                                                {"path": "email", "regex": r"[^@]+@example\.com"}]}]})
+    ok = client.get("/auth", headers={**NGINX, "Authorization": "Bearer " + issuer.token(
+        tier="gold", email="a@example.com")})
+    assert ok.status_code == 200
+    for claims in ({"tier": "bronze", "email": "a@example.com"}, {"tier": "gold", "email": "a@example.org"}):
+        denied = client.get("/auth", headers={**NGINX, "Authorization": "Bearer " + issuer.token(**claims)})
+        assert denied.status_code == 403 and denied.headers["X-Auth-Error"] == "claim_mismatch"

@@ -15,6 +15,7 @@ Usage: python scripts/bench_e2e.py [--duration 10] [--conns 16]   (needs nginx, 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -227,6 +228,10 @@ def main() -> int:
                 f'[replay]\nstore = "{store}"\n[[route]]\npath = "/resource"\nbinding = "dpop"\nscopes = ["read"]\n')
             stacks.append((f"(2) tokenguard, DPoP, fresh proof, {name} store",
                            [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)], {}))
+            if name == "embedded" and importlib.util.find_spec("granian"):
+                stacks.append(("(2g) same, server.engine = granian (opt-in)",
+                               [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)],
+                               {"TOKENGUARD_SERVER_ENGINE": "granian"}))
         for label, cmd, env in stacks:
             app = start(cmd, tmp / "app.log", env)
             try:
@@ -234,7 +239,7 @@ def main() -> int:
                         f"http://127.0.0.1:{app_port}/", 5):
                     print(f"{label}: did not start; log:\n{(tmp / 'app.log').read_text()[-2000:]}", file=sys.stderr)
                     return 1
-                if label.startswith("(2)"):
+                if label.startswith("(2"):
                     results[label] = bench_tokenguard(args, base, app, nginx_pid, stub, tmp)
                 else:
                     run_wrk(base + "/resource", argparse.Namespace(**{**vars(args), "duration": 2}), app, nginx_pid)
@@ -290,7 +295,7 @@ def report(results: dict[str, dict[str, float]]) -> None:
     naive = next((r for k, r in results.items() if k.startswith("(1a)")), None)
     empty = next((r for k, r in results.items() if k.startswith("(1b)")), None)
     for label, r in results.items():
-        if label.startswith("(2)") and naive and empty:
+        if label.startswith("(2") and naive and empty:
             print(f"{label}: (2)/(1b) = {r['rps'] / empty['rps']:.2f}  (target >= 0.75);  "
                   f"(2)/(1a) = {r['rps'] / naive['rps']:.2f}")
 

@@ -33,6 +33,7 @@ def _default_state_dir() -> str:
 SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "server": {
         "listen": (str, "127.0.0.1:8080"),
+        "engine": (str, "gunicorn"),
         "workers": (int, 2),
         "threads": (int, 1),
         "mode": (str, "auth_request"),
@@ -251,6 +252,7 @@ def parse_config(document: Mapping[str, Any], source: str = "<config>",
                     for i, table in enumerate(raw_issuers))
     server, token, dpop = sections["server"], sections["token"], sections["dpop"]
     _check(server["mode"] in ("auth_request", "direct"), source, "server.mode", "must be auth_request or direct")
+    _check(server["engine"] in ("gunicorn", "granian"), source, "server.engine", "must be gunicorn or granian")
     _check(server["fail_status"] in (401, 500, 503), source, "server.fail_status", "must be 500, 503 or 401")
     _check(server["workers"] >= 1, source, "server.workers", "must be at least 1")
     _check(server["threads"] >= 1, source, "server.threads", "must be at least 1")

@@ -9,7 +9,7 @@ external URL built here, never with the sub-request's own URL (RFC 9449 §4.3 (9
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -112,7 +112,3 @@ class ProxyAdapter:
         authorization = environ.get("HTTP_AUTHORIZATION")
         return AuthRequest(method=method, url=url, authorization=() if authorization is None else (authorization,),
                            dpop=_values(environ, "DPoP"), client_cert=cert)
-
-
-def header_names(headers: Iterable[tuple[str, str]]) -> set[str]:
-    return {name.lower() for name, _ in headers}

@@ -16,8 +16,8 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
-from tokenguard.nonce import AS_LABEL, NonceIssuer
-from tokenguard.replay import open_replay_store
+from tokenguard.core.nonce import AS_LABEL, NonceIssuer
+from tokenguard.core.replay import open_replay_store
 
 from . import endpoints
 from .client_auth import PrivateKeyJwt, TrustAnchors, self_signed_tls_client_auth, tls_client_auth

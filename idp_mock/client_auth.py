@@ -29,8 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 from joserfc.jwk import KeySet
 
-from tokenguard.certs import x5t_s256
-from tokenguard.replay import ReplayStore, ReplayStoreUnavailable
+from tokenguard.core.replay import ReplayStore, ReplayStoreUnavailable
+from tokenguard.web.certs import x5t_s256
 
 from .clients import SAN_FIELDS, Client
 

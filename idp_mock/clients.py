@@ -15,7 +15,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from tokenguard.jwk import public_jwk
+from tokenguard.core.jwk import public_jwk
 
 from .config import ClientConfig, ConfigError, IdpConfig, UserConfig
 from .pki import MTLS_SUBJECT, ensure_demo_pki, load_cert, x5c_jwks

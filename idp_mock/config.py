@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tokenguard.dpop import DEFAULT_ALGS
-from tokenguard.jwk import ASYMMETRIC_ALGS
+from tokenguard.core.dpop import DEFAULT_ALGS
+from tokenguard.core.jwk import ASYMMETRIC_ALGS
 
 DEFAULT_ISSUER = "http://127.0.0.1:9000"
 DEFAULT_HOST = "127.0.0.1"

@@ -1,6 +1,6 @@
 """DPoP at the token and PAR endpoints (RFC 9449 §5, §8, §10.1), over tokenguard's own verifier.
 
-Every proof check is :class:`tokenguard.dpop.DpopVerifier`'s (one RFC 9449 implementation in the
+Every proof check is :class:`tokenguard.core.dpop.DpopVerifier`'s (one RFC 9449 implementation in the
 project). This module only supplies what the AS side differs in: ``htu`` is the URL the client
 actually called (so an mTLS alias must be named, TOK-AS-08), nonces carry the authorization-server
 label (R-08), and errors are RFC 6749 §5.2 JSON with status 400 (R-02).
@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from tokenguard.dpop import DpopProof, DpopVerifier
-from tokenguard.errors import InvalidDpopProof, UseDpopNonce
-from tokenguard.nonce import NonceIssuer
-from tokenguard.replay import ReplayStore, ReplayStoreUnavailable
-from tokenguard.uri import URIError, normalize_target
+from tokenguard.core.dpop import DpopProof, DpopVerifier
+from tokenguard.core.errors import InvalidDpopProof, UseDpopNonce
+from tokenguard.core.nonce import NonceIssuer
+from tokenguard.core.replay import ReplayStore, ReplayStoreUnavailable
+from tokenguard.core.uri import URIError, normalize_target
 
 from .errors import InvalidDpopProofError, TemporarilyUnavailableError, UseDpopNonceError
 

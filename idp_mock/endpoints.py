@@ -14,8 +14,8 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Blueprint, Response, current_app, json, request
 
-from tokenguard.challenges import www_authenticate
-from tokenguard.errors import InvalidToken
+from tokenguard.core.errors import InvalidToken
+from tokenguard.web.challenges import www_authenticate
 
 from .clients import AUTH_METHODS
 from .errors import RequestNotSupportedError

@@ -1,13 +1,13 @@
 """RFC 6749 §5.2 error types authlib lacks: RFC 9449 §5/§8, RFC 8707 §2, and fail-closed outcomes.
 
-Descriptions pass through :func:`tokenguard.errors.safe_text` (RFC 6749 §5.2 charset, spec R-18).
+Descriptions pass through :func:`tokenguard.core.errors.safe_text` (RFC 6749 §5.2 charset, spec R-18).
 """
 
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 
-from tokenguard.errors import safe_text
+from tokenguard.core.errors import safe_text
 
 
 class SafeError(OAuth2Error):

@@ -23,7 +23,7 @@ from typing import Any
 
 from joserfc import jwk as jose_jwk
 
-from tokenguard.jwk import public_jwk, thumbprint
+from tokenguard.core.jwk import public_jwk, thumbprint
 
 KEYS_FILE = "keys.json"
 

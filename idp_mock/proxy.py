@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from flask import Request
 
-from tokenguard.certs import read_client_cert
+from tokenguard.web.certs import read_client_cert
 
 CERT_HEADER = "X-SSL-Client-Cert"
 CERT_FORMAT = "escaped-pem"

@@ -19,8 +19,8 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import Request, Response, json
 from flask import request as flask_request
 
-from tokenguard.certs import CertificateError
-from tokenguard.errors import safe_text
+from tokenguard.core.errors import safe_text
+from tokenguard.web.certs import CertificateError
 
 from .clients import Registry
 from .config import IdpConfig

@@ -9,14 +9,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tokenguard.access_token import AccessTokenValidator, Issuer
-from tokenguard.dpop import DpopVerifier
-from tokenguard.introspection import Introspector
-from tokenguard.jwks import JwksCache
-from tokenguard.nonce import NonceIssuer
-from tokenguard.policy import Policy, Route
-from tokenguard.replay import ReplayStore
-from tokenguard.verifier import AuthRequest, Decision, Verifier
+from tokenguard.core.access_token import AccessTokenValidator, Issuer
+from tokenguard.core.dpop import DpopVerifier
+from tokenguard.core.introspection import Introspector
+from tokenguard.core.jwks import JwksCache
+from tokenguard.core.nonce import NonceIssuer
+from tokenguard.core.policy import Policy, Route
+from tokenguard.core.replay import ReplayStore
+from tokenguard.core.verifier import AuthRequest, Decision, Verifier
 
 from .tokens import ACCESS, TokenService
 

@@ -22,13 +22,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jwk, jwt
 
-from tokenguard.access_token import AccessTokenValidator, Issuer
-from tokenguard.dpop import DpopVerifier, create_proof
-from tokenguard.jwks import JwksCache
-from tokenguard.nonce import RS_LABEL, NonceIssuer
-from tokenguard.policy import Policy, Route
-from tokenguard.replay import MemoryReplayStore, RedisReplayStore, ReplayStore, SqliteReplayStore
-from tokenguard.verifier import AuthRequest, Verifier
+from tokenguard.core.access_token import AccessTokenValidator, Issuer
+from tokenguard.core.dpop import DpopVerifier, create_proof
+from tokenguard.core.jwks import JwksCache
+from tokenguard.core.nonce import RS_LABEL, NonceIssuer
+from tokenguard.core.policy import Policy, Route
+from tokenguard.core.replay import MemoryReplayStore, RedisReplayStore, ReplayStore, SqliteReplayStore
+from tokenguard.core.verifier import AuthRequest, Verifier
 
 ISS, AUD, URL = "https://as.test", "https://api.test", "https://api.test/resource"
 

@@ -262,7 +262,7 @@ def bench_tokenguard(args: argparse.Namespace, base: str, app: subprocess.Popen[
                      stub: Stub, tmp: Path) -> dict[str, float]:
     from joserfc import jwk
 
-    from tokenguard.dpop import create_proof
+    from tokenguard.core.dpop import create_proof
 
     key = jwk.generate_key("EC", "P-256", private=True)
     private = key.as_dict(private=True)

@@ -35,7 +35,7 @@ from tokenguard.client import (  # noqa: E402 - after the path tweak
     token_cnf,
     write_private_jwk,
 )
-from tokenguard.jws import parse_compact  # noqa: E402
+from tokenguard.core.jws import parse_compact  # noqa: E402
 
 DEMO_CLIENT, DEMO_SECRET = "dpop1", "dpop1-secret"  # idp_mock's built-in DPoP client (idp_mock/README.md)
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"

@@ -15,8 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .app import configure_logging, create_app
-from .config import Config, ConfigError, load_config
+from tokenguard.settings import Config, ConfigError, load_config
+from tokenguard.web.app import configure_logging, create_app
 
 log = logging.getLogger("tokenguard")
 

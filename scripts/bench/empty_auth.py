@@ -1,6 +1,6 @@
 """Baseline (1b) of ``make bench-e2e``: an empty ``/auth`` served exactly as ``tokenguard serve`` serves it.
 
-Same gunicorn settings (``tokenguard.server.gunicorn_settings``), same Flask app with the same WSGI
+Same gunicorn settings (``tokenguard.web.serving.gunicorn_settings``), same Flask app with the same WSGI
 dispatch in front; only the auth endpoint answers 200 without verifying anything.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from tokenguard.app import Dispatch, create_app
-from tokenguard.config import parse_config
-from tokenguard.server import gunicorn_settings
+from tokenguard.settings import parse_config
+from tokenguard.web.app import Dispatch, create_app
+from tokenguard.web.serving import gunicorn_settings
 
 
 def empty_auth(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -40,7 +40,7 @@ class EmptyAuthApplication(BaseApplication):  # type: ignore[misc]
 
 
 def main() -> None:
-    from tokenguard.config import load_config
+    from tokenguard.settings import load_config
 
     server = load_config(None).server  # defaults and TOKENGUARD_SERVER_* overrides, as `serve` reads them
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

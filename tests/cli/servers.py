@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from tokenguard.dpop import DpopVerifier
-from tokenguard.errors import InvalidDpopProof, UseDpopNonce
-from tokenguard.nonce import AS_LABEL, RS_LABEL, NonceIssuer
-from tokenguard.replay import MemoryReplayStore
+from tokenguard.core.dpop import DpopVerifier
+from tokenguard.core.errors import InvalidDpopProof, UseDpopNonce
+from tokenguard.core.nonce import AS_LABEL, RS_LABEL, NonceIssuer
+from tokenguard.core.replay import MemoryReplayStore
 
 ALGS = ("ES256", "EdDSA", "RS256", "PS256")
 

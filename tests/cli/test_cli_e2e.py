@@ -25,7 +25,7 @@ from .independent import ath, verify_proof
 REPO = Path(__file__).resolve().parents[2]
 AUDIENCE = "https://api.test"
 
-_missing = [m for m in ("idp_mock.cli", "tokenguard.server") if importlib.util.find_spec(m) is None]
+_missing = [m for m in ("idp_mock.cli", "tokenguard.web.serving") if importlib.util.find_spec(m) is None]
 pytestmark = [
     pytest.mark.skipif(bool(_missing), reason=f"not importable yet: {', '.join(_missing)}"),
     pytest.mark.filterwarnings("ignore:EdDSA is deprecated"),

@@ -135,7 +135,7 @@ def test_proof_verifies_with_joserfc_and_by_hand(run: Run, keys: dict[str, Path]
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_proof_is_accepted_by_tokenguards_verifier(run: Run, keys: dict[str, Path], alg: str) -> None:
-    from tokenguard.dpop import DpopVerifier
+    from tokenguard.core.dpop import DpopVerifier
 
     result = run("proof", "--key", str(keys[alg]), "--method", "GET", "--url", "https://api.test/r", "--token", "AT")
     verified = DpopVerifier(algs=ALGS).verify([result.out.strip()], htm="GET", htu="https://api.test/r",

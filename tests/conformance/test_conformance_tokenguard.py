@@ -10,8 +10,8 @@ import pytest
 
 from .conftest import free_port, run_suite
 
-if importlib.util.find_spec("tokenguard.app") is None:
-    pytest.skip("tokenguard.app is not importable yet (the service is being written)", allow_module_level=True)
+if importlib.util.find_spec("tokenguard.web.app") is None:
+    pytest.skip("tokenguard.web.app is not importable yet (the service is being written)", allow_module_level=True)
 
 
 def spec_config(issuer: str, state_dir: str) -> dict[str, Any]:
@@ -33,8 +33,8 @@ def spec_config(issuer: str, state_dir: str) -> dict[str, Any]:
 
 def test_suite_against_tokenguard_app(serve: Callable[[Any], str], tmp_path: Any,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from tokenguard.app import create_app
-    from tokenguard.config import parse_config
+    from tokenguard.settings import parse_config
+    from tokenguard.web.app import create_app
 
     monkeypatch.setenv("TOKENGUARD_SERVER_STATE_DIR", str(tmp_path))
     issuer = f"http://127.0.0.1:{free_port()}"

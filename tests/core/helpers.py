@@ -23,15 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from joserfc.jws import JWSRegistry
 
-from tokenguard.access_token import AccessTokenValidator, Issuer
-from tokenguard.challenges import Challenge, parse_challenges
-from tokenguard.dpop import DpopVerifier
-from tokenguard.introspection import Introspector
-from tokenguard.jwks import FetchError, JwksCache
-from tokenguard.nonce import RS_LABEL, NonceIssuer
-from tokenguard.policy import Policy, Route
-from tokenguard.replay import MemoryReplayStore
-from tokenguard.verifier import AuthRequest, Decision, Verifier
+from tokenguard.core.access_token import AccessTokenValidator, Issuer
+from tokenguard.core.dpop import DpopVerifier
+from tokenguard.core.introspection import Introspector
+from tokenguard.core.jwks import FetchError, JwksCache
+from tokenguard.core.nonce import RS_LABEL, NonceIssuer
+from tokenguard.core.policy import Policy, Route
+from tokenguard.core.replay import MemoryReplayStore
+from tokenguard.core.verifier import AuthRequest, Decision, Verifier
+from tokenguard.web.challenges import Challenge, parse_challenges
 
 T0 = 1_700_000_000
 ISS = "https://as.test"
@@ -63,7 +63,7 @@ def sha256_b64u(data: bytes) -> str:
 
 
 def thumb(pub: Mapping[str, Any]) -> str:
-    """RFC 7638 thumbprint computed independently of tokenguard.jwk."""
+    """RFC 7638 thumbprint computed independently of tokenguard.core.jwk."""
     members = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}[pub["kty"]]
     canon = json.dumps({m: pub[m] for m in members}, separators=(",", ":"), sort_keys=True)
     return sha256_b64u(canon.encode())
@@ -159,7 +159,7 @@ class FakeIntrospection:
         self.down = False
 
     def __call__(self, url: str, form: Mapping[str, str], auth: tuple[str, str]) -> Mapping[str, Any]:
-        from tokenguard.errors import VerifierUnavailable
+        from tokenguard.core.errors import VerifierUnavailable
 
         self.calls.append((url, dict(form), auth))
         if self.down:

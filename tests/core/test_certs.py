@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from tokenguard.certs import FORMATS, CertificateError, read_client_cert, x5t_s256
+from tokenguard.web.certs import FORMATS, CertificateError, read_client_cert, x5t_s256
 
 from .helpers import Keys, b64u, cert_der, cert_pem, escaped_pem
 

@@ -10,8 +10,8 @@ import pytest
 from joserfc.jwk import OctKey, RSAKey
 from joserfc.jws import JWSRegistry
 
-from tokenguard.dpop import DpopVerifier
-from tokenguard.verifier import AuthRequest
+from tokenguard.core.dpop import DpopVerifier
+from tokenguard.core.verifier import AuthRequest
 
 from .helpers import (
     DROP,
@@ -235,7 +235,7 @@ def test_dpop_proof_accepted(env: Env, case_id: str) -> None:
 def test_DPOP_RS_12_b_ES384_allowed_but_key_is_P256(env: Env) -> None:
     """With ES384 on the allow-list, the alg/key mismatch itself must refuse the proof."""
     verifier = DpopVerifier(algs=("ES256", "ES384"), clock=env.clock)
-    from tokenguard.errors import InvalidDpopProof
+    from tokenguard.core.errors import InvalidDpopProof
 
     with pytest.raises(InvalidDpopProof) as info:
         verifier.verify([env.proof(header={"alg": "ES384"})], htm="GET", htu=HTU, access_token=env.at_d)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenguard.verifier import AuthRequest
+from tokenguard.core.verifier import AuthRequest
 
 from .helpers import URL, Env, assert_400star, assert_401_none, assert_allowed
 

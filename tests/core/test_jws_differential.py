@@ -1,4 +1,4 @@
-"""Differential test: the lean ``tokenguard.jws`` route must agree with joserfc on a corpus.
+"""Differential test: the lean ``tokenguard.core.jws`` route must agree with joserfc on a corpus.
 
 Lean: ``parse_compact`` + header ``alg`` equal to the expected alg + ``verify_signature``.
 Oracle: ``joserfc.jws.deserialize_compact(token, key, algorithms=[alg])`` whose payload is a JSON
@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry, deserialize_compact
 
-from tokenguard.jwk import import_public_key
-from tokenguard.jws import JWSError, parse_compact, verify_signature
+from tokenguard.core.jwk import import_public_key
+from tokenguard.core.jws import JWSError, parse_compact, verify_signature
 
 from .helpers import b64u, b64u_json, sign_jws
 

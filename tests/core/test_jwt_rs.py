@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tokenguard.verifier import AuthRequest
+from tokenguard.core.verifier import AuthRequest
 
 from .helpers import (
     AUD,

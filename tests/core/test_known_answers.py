@@ -15,14 +15,14 @@ import time
 import pytest
 from freezegun import freeze_time
 
-from tokenguard.access_token import AccessTokenValidator, Issuer
-from tokenguard.dpop import DpopVerifier, ath_for, create_proof
-from tokenguard.introspection import Introspector
-from tokenguard.jwk import import_public_key, thumbprint
-from tokenguard.jws import parse_compact, verify_signature
-from tokenguard.policy import Policy, Route
-from tokenguard.replay import MemoryReplayStore
-from tokenguard.verifier import AuthRequest, Verifier
+from tokenguard.core.access_token import AccessTokenValidator, Issuer
+from tokenguard.core.dpop import DpopVerifier, ath_for, create_proof
+from tokenguard.core.introspection import Introspector
+from tokenguard.core.jwk import import_public_key, thumbprint
+from tokenguard.core.jws import parse_compact, verify_signature
+from tokenguard.core.policy import Policy, Route
+from tokenguard.core.replay import MemoryReplayStore
+from tokenguard.core.verifier import AuthRequest, Verifier
 
 from .helpers import URL, Env, assert_allowed, private_key_jwk, public_key_jwk, thumb
 

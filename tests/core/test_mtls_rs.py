@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from tokenguard.verifier import AuthRequest
+from tokenguard.core.verifier import AuthRequest
 
 from .helpers import AUD, ISS, T0, URL, Env, assert_allowed, assert_B, cert_der, cert_pem, escaped_pem, x5t
 

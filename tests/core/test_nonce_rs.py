@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenguard.nonce import AS_LABEL, NonceIssuer
+from tokenguard.core.nonce import AS_LABEL, NonceIssuer
 
 from .helpers import NONCE_SECRET, T0, Env, assert_allowed, assert_D, assert_nonce, header_values
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenguard.replay import (
+from tokenguard.core.replay import (
     MemoryReplayStore,
     RedisReplayStore,
     ReplayStoreUnavailable,

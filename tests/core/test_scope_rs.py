@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tokenguard.policy import ClaimRule, Policy, Route
-from tokenguard.verifier import AuthRequest
+from tokenguard.core.policy import ClaimRule, Policy, Route
+from tokenguard.core.verifier import AuthRequest
 
 from .helpers import T0, URL, WRITE_URL, Env, assert_403_scope, assert_allowed, assert_B
 

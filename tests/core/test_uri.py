@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from tokenguard.b64 import b64url_decode
-from tokenguard.jwk import JWKError, import_public_key, key_fits_alg
-from tokenguard.uri import URIError, normalize_target
+from tokenguard.core.b64 import b64url_decode
+from tokenguard.core.jwk import JWKError, import_public_key, key_fits_alg
+from tokenguard.core.uri import URIError, normalize_target
 
 
 @pytest.mark.parametrize("uri,expected", [

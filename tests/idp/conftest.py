@@ -20,8 +20,8 @@ from werkzeug.test import TestResponse
 
 from idp_mock import create_app, load_config
 from idp_mock.keys import generate_jwk
-from tokenguard.dpop import create_proof
-from tokenguard.jwk import thumbprint
+from tokenguard.core.dpop import create_proof
+from tokenguard.core.jwk import thumbprint
 
 ISS = "https://as.test"
 TOKEN_URL = ISS + "/token"

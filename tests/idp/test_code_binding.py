@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from tokenguard.jwk import thumbprint
+from tokenguard.core.jwk import thumbprint
 
 from .conftest import ISS, REDIRECT, Idp, decode_jwt, pkce
 

@@ -31,8 +31,8 @@ def test_FMT_AS_01_rfc9068_access_token(idp: Idp) -> None:
 
 def test_FMT_AS_01_tokenguard_core_accepts_issued_tokens(idp: Idp, k1: dict) -> None:
     """The verifier tokenguard runs validates what the IdP issues, with keys from its jwks_uri."""
-    from tokenguard.access_token import AccessTokenValidator, Issuer
-    from tokenguard.jwks import JwksCache
+    from tokenguard.core.access_token import AccessTokenValidator, Issuer
+    from tokenguard.core.jwks import JwksCache
 
     jwks = idp.client.get("/jwks", base_url=ISS).json
     validator = AccessTokenValidator([Issuer(ISS, jwks=JwksCache(ISS, jwks_uri=ISS + "/jwks",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tokenguard.jwk import thumbprint
+from tokenguard.core.jwk import thumbprint
 
 from .conftest import Clock, Idp, decode_jwt, escaped_pem
 

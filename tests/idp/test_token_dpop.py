@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tokenguard.jwk import public_jwk, thumbprint
-from tokenguard.nonce import AS_LABEL, RS_LABEL, NonceIssuer
+from tokenguard.core.jwk import public_jwk, thumbprint
+from tokenguard.core.nonce import AS_LABEL, RS_LABEL, NonceIssuer
 
 from .conftest import ISS, Idp, decode_jwt
 

@@ -774,7 +774,7 @@ def dpop_key() -> dict[str, object]:
     """A fresh private ES256 JWK (dict) for DPoP proofs, and its RFC 7638 thumbprint under 'jkt'."""
     from joserfc import jwk
 
-    from tokenguard.jwk import thumbprint
+    from tokenguard.core.jwk import thumbprint
 
     private = jwk.ECKey.generate_key("P-256").as_dict(private=True)
     private.pop("kid", None)

@@ -10,7 +10,7 @@ from pathlib import Path
 import harness
 import pytest
 
-from tokenguard.dpop import create_proof
+from tokenguard.core.dpop import create_proof
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import harness
 import pytest
 
-from tokenguard.dpop import create_proof
+from tokenguard.core.dpop import create_proof
 
 pytestmark = pytest.mark.integration
 
@@ -307,8 +307,8 @@ def test_embedded_state_is_shared_between_processes(tmp_path: Path) -> None:
     go = tmp_path / "go"
     script = textwrap.dedent(f"""
         import hashlib, json, os, sys, time
-        from tokenguard.config import nonce_secret, parse_config
-        from tokenguard.replay import open_replay_store
+        from tokenguard.settings import nonce_secret, parse_config
+        from tokenguard.core.replay import open_replay_store
         print("ready", flush=True)
         while not os.path.exists({str(go)!r}):
             time.sleep(0.005)
@@ -345,8 +345,8 @@ def test_embedded_state_is_shared_between_processes(tmp_path: Path) -> None:
 
 
 def _boot_like_a_worker(state: str, barrier: object, results: object) -> None:
-    from tokenguard.config import nonce_secret, parse_config
-    from tokenguard.replay import open_replay_store
+    from tokenguard.core.replay import open_replay_store
+    from tokenguard.settings import nonce_secret, parse_config
 
     barrier.wait()  # type: ignore[attr-defined]
     try:
@@ -364,8 +364,7 @@ def test_workers_booting_together_share_state(tmp_path: Path) -> None:
     SQLite to WAL; either failed the worker's boot and gunicorn then shut the whole service down."""
     import multiprocessing
 
-    import tokenguard.config
-    import tokenguard.replay  # noqa: F401 - imported before forking, so the children race, not import
+    import tokenguard.core.replay  # noqa: F401 - imported before forking, so the children race, not import
 
     ctx = multiprocessing.get_context("fork")
     for round_ in range(40):

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from joserfc import jwk, jwt
 
-from tokenguard.app import create_app
-from tokenguard.config import build_verifier, parse_config
+from tokenguard.settings import build_verifier, parse_config
+from tokenguard.web.app import create_app
 
 ISS, AUD = "https://as.test", "https://api.test"
 

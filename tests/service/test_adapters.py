@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from joserfc import jwk
 
-from tokenguard.b64 import sha256_b64url
-from tokenguard.dpop import create_proof
+from tokenguard.core.b64 import sha256_b64url
+from tokenguard.core.dpop import create_proof
 
 NGINX = {"X-Original-Method": "GET", "X-Original-URI": "/resource?x=1", "X-Forwarded-Proto": "https",
          "X-Forwarded-Host": "api.test", "X-Forwarded-Port": "443"}
@@ -182,7 +182,7 @@ def test_jwks_never_fetched_fails_closed(make_client, issuer) -> None:
     verifier = client.application.extensions["tokenguard"]
 
     def down(url: str) -> Any:
-        from tokenguard.jwks import FetchError
+        from tokenguard.core.jwks import FetchError
 
         raise FetchError("connection refused")
 
@@ -222,7 +222,7 @@ def test_unforeseen_error_fails_closed_without_leaking(make_client, issuer, capl
         raise ValueError(f"boom {value}")  # a message that quotes the token
 
     verifier.tokens.validate = broken
-    logger = logging.getLogger("tokenguard.verifier")  # tokenguard's loggers do not propagate to root
+    logger = logging.getLogger("tokenguard.core.verifier")  # tokenguard's loggers do not propagate to root
     logger.addHandler(caplog.handler)
     try:
         response = client.get("/auth", headers={**NGINX, "Authorization": "Bearer " + token})

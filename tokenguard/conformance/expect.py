@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..challenges import Challenge, find
+from tokenguard.web.challenges import Challenge, find
+
 from .transport import Response
 
 Check = Callable[[Response], str | None]

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..challenges import Challenge, ChallengeSyntaxError, parse_challenges, summarize
+from tokenguard.web.challenges import Challenge, ChallengeSyntaxError, parse_challenges, summarize
+
 from .minting import PrivateKey, cert_pem, encode_cert_header
 
 Header = tuple[str, str]

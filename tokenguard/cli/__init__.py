@@ -1,7 +1,7 @@
 """The ``tokenguard`` command: keys, proofs, tokens, a DPoP-aware ``curl``, and the servers.
 
-Each verb is a thin face over :mod:`tokenguard.client` (the HTTP-client side), :mod:`tokenguard.dpop`
-and :mod:`tokenguard.jwk`. ``serve``, ``check-config`` and ``conformance`` hand over to their modules,
+Each verb is a thin face over :mod:`tokenguard.client` (the HTTP-client side), :mod:`tokenguard.core.dpop`
+and :mod:`tokenguard.core.jwk`. ``serve``, ``check-config`` and ``conformance`` hand over to their modules,
 imported only when used. Exit codes: 0 success; 1 the server or check said no (non-2xx, token
 endpoint error, invalid config); 2 could not do it (bad arguments, unreadable file, bad key, network).
 """
@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
-from .client import (
+from tokenguard import __version__
+from tokenguard.client import (
     KEY_ALGS,
     ClientError,
     DpopClient,
@@ -36,7 +36,7 @@ from .client import (
     token_cnf,
     write_private_jwk,
 )
-from .jwk import thumbprint
+from tokenguard.core.jwk import thumbprint
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
 TOKEN_ENV = "TOKENGUARD_TOKEN"
@@ -307,7 +307,7 @@ def _cert_thumbprint(path: str) -> str:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from .certs import x5t_s256
+    from tokenguard.web.certs import x5t_s256
 
     if path == "-":
         data = sys.stdin.buffer.read()
@@ -334,8 +334,8 @@ def _cert_thumbprint(path: str) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file with :func:`tokenguard.config.load_config`."""
-    config = _import("tokenguard.config", "check-config")
+    """Validate a config file with :func:`tokenguard.settings.load_config`."""
+    config = _import("tokenguard.settings", "check-config")
     try:
         config.load_config(args.file)
     except config.ConfigError as exc:
@@ -363,7 +363,7 @@ def _import(module: str, verb: str) -> Any:
 
 
 #: verb -> module with ``add_arguments(parser)`` and ``run(args) -> int``.
-DELEGATED = {"serve": "tokenguard.server", "conformance": "tokenguard.conformance"}
+DELEGATED = {"serve": "tokenguard.web.serving", "conformance": "tokenguard.conformance"}
 
 
 def _delegate(module: Any, parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .errors import AccessDenied, InsufficientScope
+from tokenguard.core.errors import AccessDenied, InsufficientScope
 
 BINDINGS = ("dpop", "mtls", "bound", "any")
 CLAIM_OPS = ("equals", "one_of", "contains", "regex", "present")

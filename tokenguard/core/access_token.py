@@ -14,10 +14,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidToken
-from .introspection import Introspector
-from .jwks import JwksCache
-from .jws import JWSError, parse_compact, parse_json_object, verify_signature
+from tokenguard.core.errors import InvalidToken
+from tokenguard.core.introspection import Introspector
+from tokenguard.core.jwks import JwksCache
+from tokenguard.core.jws import JWSError, parse_compact, parse_json_object, verify_signature
 
 DEFAULT_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 RFC9068_REQUIRED = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from cryptography import x509
 
-from .b64 import sha256_b64url
+from tokenguard.core.b64 import sha256_b64url
 
 FORMATS = ("escaped-pem", "base64-der", "xfcc", "rfc9440")
 MAX_HEADER_LENGTH = 16384

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .verifier import AuthRequest
+from tokenguard.core.verifier import AuthRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from .certs import CertificateError, read_client_cert, x5t_s256
-from .errors import InvalidToken
+from tokenguard.core.errors import InvalidToken
+from tokenguard.web.certs import CertificateError, read_client_cert, x5t_s256
 
 DPOP = "dpop"
 MTLS = "mtls"

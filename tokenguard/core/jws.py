@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from .b64 import b64url_decode
-from .jwk import PublicKey
+from tokenguard.core.b64 import b64url_decode
+from tokenguard.core.jwk import PublicKey
 
 _HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 _EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}

@@ -1,8 +1,8 @@
 """DPoP proofs (RFC 9449): the checks of §4.3, in the RFC's order, plus creation for clients.
 
 One implementation serves the resource server (``tokenguard``), the mock authorization server
-(``idp_mock``) and the CLI. Each failure raises :class:`~tokenguard.errors.InvalidDpopProof` with a
-stable reason code, or :class:`~tokenguard.errors.UseDpopNonce` carrying a fresh nonce.
+(``idp_mock``) and the CLI. Each failure raises :class:`~tokenguard.core.errors.InvalidDpopProof` with a
+stable reason code, or :class:`~tokenguard.core.errors.UseDpopNonce` carrying a fresh nonce.
 """
 
 from __future__ import annotations
@@ -18,13 +18,21 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
 
-from .b64 import b64url_encode, sha256_b64url
-from .errors import InvalidDpopProof, UseDpopNonce
-from .jwk import ASYMMETRIC_ALGS, PRIVATE_MEMBERS, JWKError, PublicKey, PublicKeyCache, key_fits_alg, thumbprint
-from .jws import JWSError, parse_compact, verify_signature
-from .nonce import NonceIssuer
-from .replay import ReplayStore
-from .uri import URIError, normalize_target
+from tokenguard.core.b64 import b64url_encode, sha256_b64url
+from tokenguard.core.errors import InvalidDpopProof, UseDpopNonce
+from tokenguard.core.jwk import (
+    ASYMMETRIC_ALGS,
+    PRIVATE_MEMBERS,
+    JWKError,
+    PublicKey,
+    PublicKeyCache,
+    key_fits_alg,
+    thumbprint,
+)
+from tokenguard.core.jws import JWSError, parse_compact, verify_signature
+from tokenguard.core.nonce import NonceIssuer
+from tokenguard.core.replay import ReplayStore
+from tokenguard.core.uri import URIError, normalize_target
 
 DEFAULT_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_\-.]+")
@@ -224,7 +232,7 @@ def create_proof(private_jwk: Mapping[str, Any], *, htm: str, htu: str, access_t
     from joserfc import jwk as jose_jwk
     from joserfc import jws as jose_jws
 
-    from .jwk import public_jwk
+    from tokenguard.core.jwk import public_jwk
 
     alg = alg or private_jwk.get("alg") or _default_alg(private_jwk)
     header = {"typ": "dpop+jwt", "alg": alg, "jwk": public_jwk(private_jwk)}

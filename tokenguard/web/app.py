@@ -16,11 +16,11 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from . import metrics
-from .config import Config, build_verifier
-from .proxy import ProxyAdapter
-from .replay import ReplayStoreUnavailable
-from .verifier import AuthRequest, Decision, Verifier
+from tokenguard.core.replay import ReplayStoreUnavailable
+from tokenguard.core.verifier import AuthRequest, Decision, Verifier
+from tokenguard.settings import Config, build_verifier
+from tokenguard.web import metrics
+from tokenguard.web.adapters import ProxyAdapter
 
 log = logging.getLogger("tokenguard")
 decisions_log = logging.getLogger("tokenguard.decision")

@@ -15,8 +15,8 @@ from typing import Any
 
 import requests
 
-from .errors import InvalidToken, VerifierUnavailable
-from .jwk import ASYMMETRIC_ALGS, PRIVATE_MEMBERS, JWKError, PublicKey, import_public_key, key_fits_alg
+from tokenguard.core.errors import InvalidToken, VerifierUnavailable
+from tokenguard.core.jwk import ASYMMETRIC_ALGS, PRIVATE_MEMBERS, JWKError, PublicKey, import_public_key, key_fits_alg
 
 FetchJson = Callable[[str], Mapping[str, Any]]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from .errors import VerifierUnavailable
+from tokenguard.core.errors import VerifierUnavailable
 
 PostForm = Callable[[str, Mapping[str, str], tuple[str, str]], Mapping[str, Any]]
 

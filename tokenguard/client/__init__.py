@@ -1,7 +1,7 @@
 """The client side of DPoP and mTLS: keys, token requests, and requests with a fresh proof each time.
 
 What the ``tokenguard`` CLI, ``scripts/demo.py`` and the conformance suite share. Proofs come from
-:func:`tokenguard.dpop.create_proof` (RFC 9449 §4.2). Nonces are handled as §8 (authorization server:
+:func:`tokenguard.core.dpop.create_proof` (RFC 9449 §4.2). Nonces are handled as §8 (authorization server:
 ``400 use_dpop_nonce``) and §9 (resource server: ``401`` with a ``DPoP`` challenge) describe: the
 request is retried once with the server's ``DPoP-Nonce``. Every expected failure raises
 :class:`ClientError` with a one-line message that never contains a token, proof or secret.
@@ -26,12 +26,12 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc.errors import SecurityWarning
 
-from .b64 import b64url_encode
-from .challenges import Challenge, ChallengeSyntaxError, parse_challenges
-from .dpop import create_proof
-from .jwk import THUMBPRINT_MEMBERS, JWKError, public_jwk, thumbprint
-from .jws import JWSError, parse_compact
-from .uri import URIError, normalize_target
+from tokenguard.core.b64 import b64url_encode
+from tokenguard.core.dpop import create_proof
+from tokenguard.core.jwk import THUMBPRINT_MEMBERS, JWKError, public_jwk, thumbprint
+from tokenguard.core.jws import JWSError, parse_compact
+from tokenguard.core.uri import URIError, normalize_target
+from tokenguard.web.challenges import Challenge, ChallengeSyntaxError, parse_challenges
 
 #: The algorithms ``keygen`` offers (RFC 9449 §4.2 forbids MAC algorithms and ``none``).
 KEY_ALGS = ("ES256", "EdDSA", "RS256", "PS256")
@@ -144,7 +144,7 @@ def load_private_jwk(path: str) -> dict[str, Any]:
 
 def key_alg(jwk: Mapping[str, Any]) -> str:
     """The JWS alg a key signs with: its ``alg`` member, else the usual one for its type."""
-    from .dpop import _default_alg
+    from tokenguard.core.dpop import _default_alg
 
     return str(jwk.get("alg") or _default_alg(jwk))
 

@@ -16,7 +16,7 @@ from hashlib import sha256
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .b64 import b64url_encode
+from tokenguard.core.b64 import b64url_encode
 
 RS_LABEL = "tokenguard dpop nonce: resource server"
 AS_LABEL = "tokenguard dpop nonce: authorization server"

@@ -15,7 +15,7 @@ import shutil
 import sys
 from typing import Any
 
-from .config import Config, ConfigError, load_config
+from tokenguard.settings import Config, ConfigError, load_config
 
 log = logging.getLogger("tokenguard")
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if args.dev:
-        from .app import create_app
+        from tokenguard.web.app import create_app
 
         host, _, port = listen.rpartition(":")
         create_app(config).run(host=host.strip("[]"), port=int(port), threaded=False)
@@ -140,7 +140,7 @@ def _serve_gunicorn(path: str | None, config: Config, listen: str, workers: int,
             self._started = True
 
         def load(self) -> Any:
-            from .app import create_app
+            from tokenguard.web.app import create_app
 
             return create_app(self.active)
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .errors import InsufficientScope, OAuthError
+from tokenguard.core.errors import InsufficientScope, OAuthError
 
 BEARER = "Bearer"
 DPOP = "DPoP"

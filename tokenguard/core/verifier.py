@@ -16,16 +16,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from . import binding as bind
-from .access_token import AccessToken, AccessTokenValidator
-from .challenges import BEARER, DPOP, www_authenticate
-from .dpop import DpopVerifier
-from .errors import AccessDenied, InvalidRequest, InvalidToken, OAuthError, UseDpopNonce, VerifierUnavailable
-from .policy import MISSING, Policy, Route, claim_at
-from .replay import ReplayStoreUnavailable
-from .uri import URIError, normalize_target
+from tokenguard.core import bindings as bind
+from tokenguard.core.access_token import AccessToken, AccessTokenValidator
+from tokenguard.core.dpop import DpopVerifier
+from tokenguard.core.errors import (
+    AccessDenied,
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+    UseDpopNonce,
+    VerifierUnavailable,
+)
+from tokenguard.core.policy import MISSING, Policy, Route, claim_at
+from tokenguard.core.replay import ReplayStoreUnavailable
+from tokenguard.core.uri import URIError, normalize_target
+from tokenguard.web.challenges import BEARER, DPOP, www_authenticate
 
-log = logging.getLogger("tokenguard.verifier")
+log = logging.getLogger("tokenguard.core.verifier")
 
 #: RFC 6750 §2.1 b64token; RFC 9449 §7.1 uses token68, which has the same characters.
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .certs import FORMATS as CERT_FORMATS
-from .jwk import ASYMMETRIC_ALGS
-from .policy import BINDINGS, CLAIM_OPS, ClaimRule, Policy, Route
+from tokenguard.core.jwk import ASYMMETRIC_ALGS
+from tokenguard.core.policy import BINDINGS, CLAIM_OPS, ClaimRule, Policy, Route
+from tokenguard.web.certs import FORMATS as CERT_FORMATS
 
 ENV_PREFIX = "TOKENGUARD_"
 
@@ -356,13 +356,13 @@ def build_verifier(config: Config, *, clock: Callable[[], float] | None = None,
     """Wire the pure core from a config: issuers and their key sources, DPoP, replay store, policy."""
     import time
 
-    from .access_token import AccessTokenValidator, Issuer
-    from .dpop import DpopVerifier
-    from .introspection import Introspector, http_post_form
-    from .jwks import JwksCache, http_fetch_json
-    from .nonce import RS_LABEL, NonceIssuer
-    from .replay import open_replay_store
-    from .verifier import Verifier
+    from tokenguard.core.access_token import AccessTokenValidator, Issuer
+    from tokenguard.core.dpop import DpopVerifier
+    from tokenguard.core.introspection import Introspector, http_post_form
+    from tokenguard.core.jwks import JwksCache, http_fetch_json
+    from tokenguard.core.nonce import RS_LABEL, NonceIssuer
+    from tokenguard.core.replay import open_replay_store
+    from tokenguard.core.verifier import Verifier
 
     now = clock or time.time
     token = config.token

@@ -9,12 +9,12 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
 
+from tokenguard.client.challenges import ChallengeSyntaxError, find, parse_challenges
 from tokenguard.conformance import expect as X
 from tokenguard.conformance.minting import Fixtures, ath, b64u_decode, thumbprint
 from tokenguard.conformance.model import Result
 from tokenguard.conformance.report import exit_code, to_junit
 from tokenguard.conformance.transport import Response
-from tokenguard.web.challenges import ChallengeSyntaxError, find, parse_challenges
 
 # ---------------------------------------------------------------- RFC 9110 §11.6.1 parser
 

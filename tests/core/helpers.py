@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from joserfc.jws import JWSRegistry
 
+from tokenguard.client.challenges import Challenge, parse_challenges
 from tokenguard.core.access_token import AccessTokenValidator, Issuer
 from tokenguard.core.dpop import DpopVerifier
 from tokenguard.core.introspection import Introspector
@@ -31,7 +32,6 @@ from tokenguard.core.nonce import RS_LABEL, NonceIssuer
 from tokenguard.core.policy import Policy, Route
 from tokenguard.core.replay import MemoryReplayStore
 from tokenguard.core.verifier import AuthRequest, Decision, Verifier
-from tokenguard.web.challenges import Challenge, parse_challenges
 
 T0 = 1_700_000_000
 ISS = "https://as.test"

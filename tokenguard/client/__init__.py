@@ -26,12 +26,12 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc.errors import SecurityWarning
 
+from tokenguard.client.challenges import Challenge, ChallengeSyntaxError, parse_challenges
 from tokenguard.core.b64 import b64url_encode
 from tokenguard.core.dpop import create_proof
 from tokenguard.core.jwk import THUMBPRINT_MEMBERS, JWKError, public_jwk, thumbprint
 from tokenguard.core.jws import JWSError, parse_compact
 from tokenguard.core.uri import URIError, normalize_target
-from tokenguard.web.challenges import Challenge, ChallengeSyntaxError, parse_challenges
 
 #: The algorithms ``keygen`` offers (RFC 9449 §4.2 forbids MAC algorithms and ``none``).
 KEY_ALGS = ("ES256", "EdDSA", "RS256", "PS256")

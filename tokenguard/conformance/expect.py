@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tokenguard.web.challenges import Challenge, find
+from tokenguard.client.challenges import Challenge, find
 
 from .transport import Response
 

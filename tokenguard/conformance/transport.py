@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tokenguard.web.challenges import Challenge, ChallengeSyntaxError, parse_challenges, summarize
+from tokenguard.client.challenges import Challenge, ChallengeSyntaxError, parse_challenges, summarize
 
 from .minting import PrivateKey, cert_pem, encode_cert_header
 

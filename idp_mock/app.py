@@ -5,7 +5,6 @@ authorization server into one Flask app.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from tokenguard.core.nonce import AS_LABEL, NonceIssuer
 from tokenguard.core.replay import open_replay_store
+from tokenguard.files import read_or_create
 
 from . import endpoints
 from .client_auth import PrivateKeyJwt, TrustAnchors, self_signed_tls_client_auth, tls_client_auth
@@ -34,23 +34,6 @@ from .tokens import TokenService
 from .userinfo import build_verifier
 
 log = logging.getLogger("idp_mock")
-
-
-def _secret_file(path: Path, size: int = 32) -> bytes:
-    """A random secret shared by every worker through the state directory."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):
-            data = path.read_bytes()
-            if len(data) >= size:
-                return data
-            time.sleep(0.01)
-        raise RuntimeError(f"{path} is not a valid secret file") from None
-    value = secrets.token_bytes(size)
-    with os.fdopen(fd, "wb") as out:
-        out.write(value)
-    return value
 
 
 class _Issuer(IssuerParameter):
@@ -83,7 +66,8 @@ def create_app(config: IdpConfig | None = None, *, clock: Callable[[], float] = 
                       retain=config.access_token_lifetime + 300, clock=clock)
     store = GrantStore(state / "grants.sqlite3", clock=clock)
     replay = open_replay_store(config.replay, state, clock=clock)
-    nonces = NonceIssuer(_secret_file(state / "dpop-nonce.secret"), AS_LABEL, clock=clock)
+    nonce_secret = read_or_create(state / "dpop-nonce.secret", lambda: secrets.token_bytes(32))
+    nonces = NonceIssuer(nonce_secret, AS_LABEL, clock=clock)
     dpop = AsDpop(algs=config.dpop_algs, replay=replay, nonces=nonces, require_nonce=config.dpop_nonce,
                   iat_past=config.dpop_iat_past, iat_future=config.dpop_iat_future, clock=clock)
     server = IdpServer()

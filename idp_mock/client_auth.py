@@ -29,8 +29,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 from joserfc.jwk import KeySet
 
-from tokenguard.core.replay import ReplayStore, ReplayStoreUnavailable
-from tokenguard.web.certs import x5t_s256
+from tokenguard.core.bindings.mtls import x5t_s256
+from tokenguard.core.errors import ReplayStoreUnavailable
+from tokenguard.core.replay import ReplayStore
 
 from .clients import SAN_FIELDS, Client
 

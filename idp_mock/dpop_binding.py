@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from tokenguard.core.dpop import DpopProof, DpopVerifier
-from tokenguard.core.errors import InvalidDpopProof, UseDpopNonce
+from tokenguard.core.errors import InvalidDpopProof, ReplayStoreUnavailable, UseDpopNonce
 from tokenguard.core.nonce import NonceIssuer
-from tokenguard.core.replay import ReplayStore, ReplayStoreUnavailable
+from tokenguard.core.replay import ReplayStore
 from tokenguard.core.uri import URIError, normalize_target
 
 from .errors import InvalidDpopProofError, TemporarilyUnavailableError, UseDpopNonceError
@@ -29,7 +29,8 @@ class AsDpop:
         self.require_nonce = require_nonce and nonces is not None
         self.nonces = nonces
         self.verifier = DpopVerifier(algs=algs, replay=replay, nonces=nonces if self.require_nonce else None,
-                                     iat_past=iat_past, iat_future=iat_future, clock=clock)
+                                     iat_past=iat_past, iat_future=iat_future, clock=clock,
+                                     server_name="Authorization server")
 
     @property
     def algs(self) -> tuple[str, ...]:
@@ -47,8 +48,7 @@ class AsDpop:
             return self.verifier.verify(list(proofs), htm=method, htu=htu, access_token=None,
                                         require_nonce=self.require_nonce)
         except UseDpopNonce as exc:
-            raise UseDpopNonceError(exc.description.replace("Resource server", "Authorization server"),
-                                    exc.nonce) from None
+            raise UseDpopNonceError(exc.description, exc.nonce) from None
         except InvalidDpopProof as exc:
             raise InvalidDpopProofError(exc.description) from None
         except ReplayStoreUnavailable as exc:

@@ -23,7 +23,7 @@ from .grants import TOKEN_AUTH_METHODS
 from .server import CLIENT_AUTH_PARAMS, NO_STORE, Idp, IdpRequest, ParamsRequest
 from .store import credential_key
 from .tokens import ACCESS, StoredToken
-from .userinfo import claims_for, decide
+from .userinfo import claims_for
 
 PAR_PREFIX = "urn:ietf:params:oauth:request_uri:"
 PAR = "par"
@@ -209,24 +209,21 @@ def revoke() -> Response:
 def userinfo() -> Response:
     """OIDC Core §5.3, protected exactly like a tokenguard resource (DPoP, mTLS or bearer)."""
     i = idp()
-    url = i.proxy.external_url(request)
-    if request.query_string:
-        url += "?" + request.query_string.decode("latin-1")
-    decision = decide(i.userinfo, method=request.method, url=url,
-                      authorization=tuple(request.headers.getlist("Authorization")),
-                      dpop=tuple(request.headers.getlist("DPoP")), client_cert=i.proxy.raw_cert_header(request))
-    headers = [(k, v) for k, v in decision.headers if not k.startswith("X-Auth-")]
-    if not decision.allow:
-        body = {"error": decision.error} if decision.error else {}
-        if decision.description:
-            body["error_description"] = decision.description
-        return json_response(body, decision.status, headers)
+    answer = i.userinfo.decide(method=request.method, target=lambda: i.proxy.target(request),
+                               authorization=tuple(request.headers.getlist("Authorization")),
+                               dpop=tuple(request.headers.getlist("DPoP")), client_cert=i.proxy.certificate(request))
+    headers = [(k, v) for k, v in answer.headers if not k.startswith("X-Auth-")]
+    if not answer.allow:
+        body = {"error": answer.error} if answer.error else {}
+        if answer.decision.detail:
+            body["error_description"] = answer.decision.detail
+        return json_response(body, answer.status, headers)
     token_value = request.headers.get("Authorization", "").partition(" ")[2].strip()
     stored = i.tokens.find(token_value, ACCESS)
     if stored is None or stored.is_revoked() or stored.is_expired():
         error = InvalidToken("token_revoked", "Access token is revoked")
         challenge = www_authenticate(("Bearer", "DPoP"), realm="idp-mock", error=error,
-                                     error_on=("DPoP" if decision.binding == "dpop" else "Bearer",),
+                                     error_on=("DPoP" if answer.decision.binding == "dpop" else "Bearer",),
                                      dpop_algs=i.dpop.algs)
         return json_response({"error": "invalid_token", "error_description": error.description}, 401,
                              [("WWW-Authenticate", challenge), *NO_STORE])

@@ -20,7 +20,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 
-from tokenguard.web.certs import x5t_s256
+from tokenguard.core.bindings.mtls import x5t_s256
 
 from .clients import Client
 from .errors import InvalidTargetError

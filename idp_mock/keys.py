@@ -23,27 +23,19 @@ from typing import Any
 
 from joserfc import jwk as jose_jwk
 
-from tokenguard.core.jwk import public_jwk, thumbprint
+from tokenguard.client.keys import generate_jwk as new_private_jwk
+from tokenguard.core.jwk import public_jwk
+
+from .config import SIGNING_ALGS
 
 KEYS_FILE = "keys.json"
 
 
 def generate_jwk(alg: str) -> dict[str, Any]:
-    """A new private JWK for ``alg``; ``kid`` is its RFC 7638 thumbprint."""
-    key: jose_jwk.Key
-    if alg in ("RS256", "PS256"):
-        key = jose_jwk.RSAKey.generate_key(2048, private=True)
-    elif alg == "ES256":
-        key = jose_jwk.ECKey.generate_key("P-256", private=True)
-    elif alg == "EdDSA":
-        key = jose_jwk.OKPKey.generate_key("Ed25519", private=True)
-    else:
+    """A new private signing JWK for ``alg``; ``kid`` is its RFC 7638 thumbprint (tokenguard's keygen)."""
+    if alg not in SIGNING_ALGS:
         raise ValueError(f"unsupported signing alg {alg}")
-    data = dict(key.as_dict(private=True))
-    for member in ("kid", "alg", "use"):
-        data.pop(member, None)
-    data.update(kid=thumbprint(data), alg=alg, use="sig")
-    return data
+    return {**new_private_jwk(alg), "use": "sig"}
 
 
 class KeyManager:

@@ -1,51 +1,47 @@
 """What a trusted TLS-terminating proxy tells the IdP: the URL the client actually called and its
 client certificate (RFC 8705 §2 behind a proxy; contract "Inputs"). Headers from any peer outside
-``trusted_proxies`` are ignored.
+``trusted_proxies`` are ignored. The reading itself is tokenguard's (:mod:`tokenguard.web.adapters.forwarded`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
-from urllib.parse import quote
 
 from flask import Request
 
-from tokenguard.web.certs import read_client_cert
+from tokenguard.core.errors import OAuthError
+from tokenguard.core.request import ClientCertificate, Target
+from tokenguard.web.adapters.forwarded import ForwardedRequestReader
+from tokenguard.web.adapters.forwarded import ProxyTrust as _Trust
+from tokenguard.web.environ import incoming_from_environ
 
 CERT_HEADER = "X-SSL-Client-Cert"
 CERT_FORMAT = "escaped-pem"
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 class ProxyTrust:
     def __init__(self, trusted_proxies: Iterable[str]) -> None:
-        self.networks = tuple(ipaddress.ip_network(c, strict=False) for c in trusted_proxies)
+        self.reader = ForwardedRequestReader(_Trust.from_cidrs(trusted_proxies), cert_header=CERT_HEADER,
+                                             cert_format=CERT_FORMAT)
 
     def trusted(self, request: Request) -> bool:
-        try:
-            peer = ipaddress.ip_address((request.remote_addr or "").split("%")[0])
-        except ValueError:
-            return False
-        return any(peer in net for net in self.networks)
+        return self.reader.trust.trusts(request.remote_addr)
+
+    def target(self, request: Request) -> Target:
+        """The request as the client called it (raises ``InvalidRequest`` for a framing that does not parse)."""
+        incoming = incoming_from_environ(request.environ)
+        return self.reader.target(incoming, self.trusted(request), incoming.target)
 
     def external_url(self, request: Request) -> str:
-        """``scheme://host[:port]/path`` as the client called it (no query): RFC 9449 §4.3 (9) ``htu``."""
-        path = quote(request.script_root + request.path, safe="/:@!$&'()*+,;=-._~%")
-        scheme, host = request.scheme, request.host
-        if self.trusted(request) and request.headers.get("X-Forwarded-Proto"):
-            scheme = request.headers["X-Forwarded-Proto"].split(",")[0].strip().lower()
-            host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-            port = request.headers.get("X-Forwarded-Port", "").split(",")[0].strip()
-            if port and not host.endswith("]") and ":" not in host and port != _DEFAULT_PORTS.get(scheme):
-                host = f"{host}:{port}"
-        return f"{scheme}://{host}{path}"
+        """``scheme://host[:port]/path`` as the client called it (no query): RFC 9449 §4.3 (9) ``htu``.
 
-    def client_cert(self, request: Request) -> bytes | None:
-        """DER of the client certificate the proxy saw, or None. Raises ``CertificateError`` if garbled."""
-        if not self.trusted(request):
-            return None
-        return read_client_cert(request.headers.get(CERT_HEADER), CERT_FORMAT)
+        Empty when the (forwarded) host or target is not valid: then no ``htu`` or audience can match it.
+        """
+        try:
+            return self.target(request).htu
+        except OAuthError:
+            return ""
 
-    def raw_cert_header(self, request: Request) -> str | None:
-        return request.headers.get(CERT_HEADER) if self.trusted(request) else None
+    def certificate(self, request: Request) -> ClientCertificate | None:
+        """The client certificate the proxy saw (``problem`` set when the header is garbled), or None."""
+        return self.reader.client_cert(incoming_from_environ(request.environ), self.trusted(request))

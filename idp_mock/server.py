@@ -20,7 +20,6 @@ from flask import Request, Response, json
 from flask import request as flask_request
 
 from tokenguard.core.errors import safe_text
-from tokenguard.web.certs import CertificateError
 
 from .clients import Registry
 from .config import IdpConfig
@@ -159,10 +158,10 @@ class IdpServer(AuthorizationServer):
         req = flask_request
         values = req.args if req.method == "GET" else req.form
         oauth = IdpRequest(req, self.idp.proxy.external_url(req), values)
-        try:
-            oauth.client_cert = self.idp.proxy.client_cert(req)
-        except CertificateError:
-            oauth.client_cert_error = True
+        cert = self.idp.proxy.certificate(req)
+        if cert is not None:
+            oauth.client_cert_error = cert.problem is not None
+            oauth.client_cert = cert.der if cert.problem is None else None
         return oauth
 
     @staticmethod

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tokenguard.core.replay import wal_connection
+from tokenguard.core.replay.sqlite import wal_connection
 
 
 def credential_key(value: str) -> str:

@@ -10,13 +10,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tokenguard.core.access_token import AccessTokenValidator, Issuer
+from tokenguard.core.bindings import Bindings
+from tokenguard.core.bindings.bearer import BearerBinding
+from tokenguard.core.bindings.dpop import DpopBinding
+from tokenguard.core.bindings.mtls import MtlsBinding
+from tokenguard.core.decision import refused
 from tokenguard.core.dpop import DpopVerifier
+from tokenguard.core.errors import OAuthError
 from tokenguard.core.introspection import Introspector
 from tokenguard.core.jwks import JwksCache
 from tokenguard.core.nonce import NonceIssuer
-from tokenguard.core.policy import Policy, Route
+from tokenguard.core.policy import Policy, Route, RouteBinding
 from tokenguard.core.replay import ReplayStore
-from tokenguard.core.verifier import AuthRequest, Decision, Verifier
+from tokenguard.core.request import AuthRequest, ClientCertificate, Target
+from tokenguard.core.verifier import Verifier
+from tokenguard.web.responses import Answer, Responder
 
 from .tokens import ACCESS, TokenService
 
@@ -27,7 +35,7 @@ SCOPE_CLAIMS = {"profile": ("name", "preferred_username"), "email": ("email",)}
 def build_verifier(*, issuer: str, jwks: Callable[[], Mapping[str, Any]], tokens: TokenService,
                    audiences: tuple[str, ...], algs: tuple[str, ...], replay: ReplayStore,
                    nonces: NonceIssuer | None, require_nonce: bool, iat_past: int, iat_future: int,
-                   clock: Callable[[], float] = time.time) -> Verifier:
+                   clock: Callable[[], float] = time.time) -> Userinfo:
     """A tokenguard :class:`Verifier` for the userinfo route (binding ``any``: bound tokens are held to
     their binding, plain bearer tokens are accepted)."""
 
@@ -44,16 +52,29 @@ def build_verifier(*, issuer: str, jwks: Callable[[], Mapping[str, Any]], tokens
     introspector = Introspector(issuer + "/introspect", "userinfo", "in-process", post=introspect, cache_ttl=0.0)
     validator = AccessTokenValidator([Issuer(issuer, jwks=keys, introspector=introspector, audiences=audiences)],
                                      audiences=audiences, clock=clock)
-    dpop = DpopVerifier(algs=algs, replay=replay, nonces=nonces if require_nonce else None,
-                        iat_past=iat_past, iat_future=iat_future, clock=clock)
-    policy = Policy(routes=(Route(name="userinfo", binding="any", dpop_nonce=require_nonce and nonces is not None),))
-    return Verifier(validator, dpop, policy, realm="idp-mock", auth_request_mode=False, fail_status=503, clock=clock)
+    used_nonces = nonces if require_nonce else None
+    dpop = DpopVerifier(algs=algs, replay=replay, nonces=used_nonces, iat_past=iat_past, iat_future=iat_future,
+                        clock=clock)
+    policy = Policy(routes=(Route(name="userinfo", binding=RouteBinding.ANY, dpop_nonce=used_nonces is not None),))
+    verifier = Verifier(validator, Bindings([DpopBinding(dpop), MtlsBinding(), BearerBinding()]), policy,
+                        replay=replay, nonces=used_nonces)
+    return Userinfo(verifier, Responder(realm="idp-mock", auth_request_mode=False, dpop_algs=algs, fail_status=503))
 
 
-def decide(verifier: Verifier, *, method: str, url: str, authorization: tuple[str, ...], dpop: tuple[str, ...],
-           client_cert: str | None) -> Decision:
-    return verifier.decide(AuthRequest(method=method, url=url, authorization=authorization, dpop=dpop,
-                                       client_cert=client_cert))
+class Userinfo:
+    """The verifier and the responder of the userinfo route."""
+
+    def __init__(self, verifier: Verifier, responder: Responder) -> None:
+        self.verifier = verifier
+        self.responder = responder
+
+    def decide(self, *, method: str, target: Callable[[], Target], authorization: tuple[str, ...],
+               dpop: tuple[str, ...], client_cert: ClientCertificate | None) -> Answer:
+        try:
+            request = AuthRequest(method, target(), authorization, dpop, client_cert)
+        except OAuthError as exc:
+            return self.responder.render(refused(exc))
+        return self.responder.render(self.verifier.decide(request))
 
 
 def claims_for(sub: str, scope: str, users: Mapping[str, Any]) -> dict[str, Any]:

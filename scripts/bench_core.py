@@ -27,8 +27,13 @@ from tokenguard.core.dpop import DpopVerifier, create_proof
 from tokenguard.core.jwks import JwksCache
 from tokenguard.core.nonce import RS_LABEL, NonceIssuer
 from tokenguard.core.policy import Policy, Route
-from tokenguard.core.replay import MemoryReplayStore, RedisReplayStore, ReplayStore, SqliteReplayStore
-from tokenguard.core.verifier import AuthRequest, Verifier
+from tokenguard.core.replay import ReplayStore
+from tokenguard.core.replay.memory import MemoryReplayStore
+from tokenguard.core.replay.redis import RedisReplayStore
+from tokenguard.core.replay.sqlite import SqliteReplayStore
+from tokenguard.core.request import AuthRequest
+from tokenguard.core.verifier import Verifier
+from tokenguard.settings.wiring import core_bindings
 
 ISS, AUD, URL = "https://as.test", "https://api.test", "https://api.test/resource"
 
@@ -68,7 +73,8 @@ def build(store: ReplayStore) -> tuple[Verifier, str, dict]:
                                      audiences=[AUD])
     dpop = DpopVerifier(algs=("ES256", "PS256", "EdDSA"), replay=store,
                         nonces=NonceIssuer(b"0123456789abcdef0123", RS_LABEL))
-    verifier = Verifier(validator, dpop, Policy(routes=(Route(path="/resource", scopes=("read",)),)))
+    verifier = Verifier(validator, core_bindings(dpop), Policy(routes=(Route(path="/resource", scopes=("read",)),)),
+                        replay=store)
     return verifier, token, client.as_dict(private=True)
 
 
@@ -79,18 +85,18 @@ def bench_store(store: ReplayStore, floor: Floor, n: int) -> tuple[float, float]
     proofs = [create_proof(key, htm="GET", htu=URL, access_token=token) for _ in range(n + 50)]
     auth = ("DPoP " + token,)
     for proof in proofs[:50]:  # warm-up: first JWKS load, caches, connections
-        assert verifier.decide(AuthRequest("GET", URL + "?x=1", auth, (proof,))).allow
+        assert verifier.decide(AuthRequest.for_url("GET", URL + "?x=1", auth, (proof,))).allow
     full, base = [], []
     todo = proofs[50:]
     for block in range(0, len(todo), 100):
         base.extend(floor.once() for _ in range(100))
         for proof in todo[block:block + 100]:
-            request = AuthRequest("GET", URL + "?x=1", auth, (proof,))
+            request = AuthRequest.for_url("GET", URL + "?x=1", auth, (proof,))
             t = time.perf_counter()
             decision = verifier.decide(request)
             full.append(time.perf_counter() - t)
             assert decision.allow, decision.reason
-    replayed = verifier.decide(AuthRequest("GET", URL, auth, (proofs[-1],)))
+    replayed = verifier.decide(AuthRequest.for_url("GET", URL, auth, (proofs[-1],)))
     assert replayed.reason == "dpop_replay", replayed.reason  # the store really is on
     return statistics.median(base) * 1e6, statistics.median(full) * 1e6
 

@@ -24,17 +24,11 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from tokenguard.client import (  # noqa: E402 - after the path tweak
-    ClientError,
-    DpopClient,
-    Exchange,
-    Verify,
-    challenge_error,
-    fetch_token,
-    generate_jwk,
-    token_cnf,
-    write_private_jwk,
-)
+from tokenguard.client.authorization import fetch_token  # noqa: E402 - after the path tweak
+from tokenguard.client.errors import ClientError  # noqa: E402 - after the path tweak
+from tokenguard.client.http import DpopClient, Exchange, Verify, challenge_error  # noqa: E402 - after the path tweak
+from tokenguard.client.keys import generate_jwk, write_private_jwk  # noqa: E402 - after the path tweak
+from tokenguard.client.tokens import token_cnf  # noqa: E402 - after the path tweak
 from tokenguard.core.jws import parse_compact  # noqa: E402
 
 DEMO_CLIENT, DEMO_SECRET = "dpop1", "dpop1-secret"  # idp_mock's built-in DPoP client (idp_mock/README.md)

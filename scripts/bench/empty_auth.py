@@ -14,8 +14,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from tokenguard.settings import parse_config
-from tokenguard.web.app import Dispatch, create_app
-from tokenguard.web.serving import gunicorn_settings
+from tokenguard.settings.wiring import build_service
+from tokenguard.web.app import create_app
+from tokenguard.web.serving.gunicorn import gunicorn_settings
 
 
 def empty_auth(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -34,8 +35,16 @@ class EmptyAuthApplication(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         state = tempfile.mkdtemp(prefix="tg-empty-")
-        app = create_app(parse_config({"server": {"state_dir": state}, "replay": {"store": "memory"}}, env={}))
-        app.wsgi_app = Dispatch(app.wsgi_app.flask_app, empty_auth)  # type: ignore[attr-defined]
+        app = create_app(build_service(parse_config({"server": {"state_dir": state}, "replay": {"store": "memory"}},
+                                                    env={})))
+        flask_app = app.wsgi_app.flask_app  # type: ignore[attr-defined]
+
+        def dispatch(environ: dict[str, Any], start_response: Any) -> Any:  # tokenguard's dispatch, nothing decided
+            if environ.get("PATH_INFO") == "/auth":
+                return empty_auth(environ, start_response)
+            return flask_app(environ, start_response)
+
+        app.wsgi_app = dispatch  # type: ignore[method-assign]
         return app
 
 
@@ -45,8 +54,8 @@ def main() -> None:
     server = load_config(None).server  # defaults and TOKENGUARD_SERVER_* overrides, as `serve` reads them
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:8080")
-    parser.add_argument("--workers", type=int, default=server["workers"])
-    parser.add_argument("--threads", type=int, default=server["threads"])
+    parser.add_argument("--workers", type=int, default=server.workers)
+    parser.add_argument("--threads", type=int, default=server.threads)
     args = parser.parse_args()
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     EmptyAuthApplication(args.listen, args.workers, args.threads).run()

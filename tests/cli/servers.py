@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 from tokenguard.core.dpop import DpopVerifier
 from tokenguard.core.errors import InvalidDpopProof, UseDpopNonce
 from tokenguard.core.nonce import AS_LABEL, RS_LABEL, NonceIssuer
-from tokenguard.core.replay import MemoryReplayStore
+from tokenguard.core.replay.memory import MemoryReplayStore
 
 ALGS = ("ES256", "EdDSA", "RS256", "PS256")
 

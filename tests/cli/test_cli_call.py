@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenguard.client import generate_jwk
+from tokenguard.client.keys import generate_jwk
 
 from .conftest import Run
 from .independent import ath, verify_proof

@@ -5,7 +5,6 @@ Also runs ``scripts/demo.py`` (what ``make run`` shows) against the same pair, w
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -25,11 +24,7 @@ from .independent import ath, verify_proof
 REPO = Path(__file__).resolve().parents[2]
 AUDIENCE = "https://api.test"
 
-_missing = [m for m in ("idp_mock.cli", "tokenguard.web.serving") if importlib.util.find_spec(m) is None]
-pytestmark = [
-    pytest.mark.skipif(bool(_missing), reason=f"not importable yet: {', '.join(_missing)}"),
-    pytest.mark.filterwarnings("ignore:EdDSA is deprecated"),
-]
+pytestmark = [pytest.mark.filterwarnings("ignore:EdDSA is deprecated")]
 
 TOKENGUARD_TOML = """\
 [server]
@@ -154,7 +149,7 @@ def test_keygen_and_thumbprint_agree(session: dict[str, object]) -> None:
 
 
 def test_token_is_dpop_bound_to_the_key(session: dict[str, object]) -> None:
-    from tokenguard.client import token_cnf
+    from tokenguard.client.tokens import token_cnf
 
     response = session["response"]
     assert isinstance(response, dict) and response["token_type"] == "DPoP"
@@ -195,7 +190,7 @@ def test_call_downgrade_and_wrong_key_refused(stack: Stack, session: dict[str, o
 def test_proof_from_cli_accepted_by_tokenguard_once(stack: Stack, session: dict[str, object]) -> None:
     import requests
 
-    from tokenguard.client import auth_request_headers
+    from tokenguard.client.http import auth_request_headers
 
     token = session["response"]["access_token"]  # type: ignore[index]
     proof = tg("proof", "--key", str(session["key"]), "--method", "GET", "--url", f"{AUDIENCE}/x",

@@ -14,7 +14,7 @@ from joserfc import jws as jose_jws
 from joserfc.jwk import import_key
 from joserfc.jws import JWSRegistry
 
-from tokenguard.client import generate_jwk
+from tokenguard.client.keys import generate_jwk
 
 from .conftest import Run
 from .independent import ath, rfc7638, verify_proof

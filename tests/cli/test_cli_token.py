@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tokenguard.client import generate_jwk, parse_www_authenticate
+from tokenguard.client.http import parse_www_authenticate
+from tokenguard.client.keys import generate_jwk
 
 from .conftest import Run
 from .independent import verify_proof

@@ -27,11 +27,16 @@ from tokenguard.client.challenges import Challenge, parse_challenges
 from tokenguard.core.access_token import AccessTokenValidator, Issuer
 from tokenguard.core.dpop import DpopVerifier
 from tokenguard.core.introspection import Introspector
-from tokenguard.core.jwks import FetchError, JwksCache
+from tokenguard.core.jwks import JwksCache
+from tokenguard.core.metadata import FetchError
 from tokenguard.core.nonce import RS_LABEL, NonceIssuer
 from tokenguard.core.policy import Policy, Route
-from tokenguard.core.replay import MemoryReplayStore
-from tokenguard.core.verifier import AuthRequest, Decision, Verifier
+from tokenguard.core.replay.memory import MemoryReplayStore
+from tokenguard.core.request import AuthRequest, ClientCertificate
+from tokenguard.core.verifier import Verifier
+from tokenguard.settings.wiring import core_bindings
+from tokenguard.web.certs import CertificateError, read_client_cert
+from tokenguard.web.responses import Answer, Responder
 
 T0 = 1_700_000_000
 ISS = "https://as.test"
@@ -228,10 +233,20 @@ class Env:
         if routes is None:
             routes = tuple(dataclasses.replace(r, dpop_nonce=nonce) for r in ROUTES)
         self.policy = Policy(routes=routes)
-        self.verifier = Verifier(self.tokens, self.dpop, self.policy, realm="tokenguard",
-                                 auth_request_mode=auth_request_mode, cert_format=cert_format,
-                                 fail_status=fail_status, clock=clk)
+        self.cert_format = cert_format
+        self.verifier = Verifier(self.tokens, core_bindings(self.dpop), self.policy, replay=self.replay,
+                                 nonces=self.nonces)
+        self.responder = Responder(realm="tokenguard", auth_request_mode=auth_request_mode,
+                                   dpop_algs=self.dpop.algs, fail_status=fail_status)
         return self.verifier
+
+    def cert(self, header_value: str | None) -> ClientCertificate | None:
+        """What the proxy adapter hands the core for a certificate header in this env's format."""
+        try:
+            der = read_client_cert(header_value, self.cert_format)
+        except CertificateError as exc:
+            return ClientCertificate(problem=str(exc))
+        return None if der is None else ClientCertificate(der)
 
     # -- tokens --------------------------------------------------------------------------------------
     def token(self, claims: Mapping[str, Any] | None = None, header: Mapping[str, Any] | None = None, *,
@@ -284,25 +299,27 @@ class Env:
         token = token or self.at_d
         if proof is None:
             proof = self.proof(token=token, htm=method, **proof_args)
-        return AuthRequest(method, url, authorization=(f"DPoP {token}",), dpop=(proof,))
+        return AuthRequest.for_url(method, url, authorization=(f"DPoP {token}",), dpop=(proof,))
 
     def b_bearer(self, token: str | None = None, *, url: str = URL, method: str = "GET") -> AuthRequest:
-        return AuthRequest(method, url, authorization=(f"Bearer {token or self.at_b}",))
+        return AuthRequest.for_url(method, url, authorization=(f"Bearer {token or self.at_b}",))
 
     def b_mtls(self, cert_header: str | None | Any = DROP, token: str | None = None) -> AuthRequest:
         value = escaped_pem(self.keys.CERT1) if cert_header is DROP else cert_header
-        return AuthRequest("GET", URL, authorization=(f"Bearer {token or self.at_m}",), client_cert=value)
+        return AuthRequest.for_url("GET", URL, authorization=(f"Bearer {token or self.at_m}",),
+                                   client_cert=self.cert(value))
 
-    def decide(self, request: AuthRequest) -> Decision:
-        return self.verifier.decide(request)
+    def decide(self, request: AuthRequest) -> Answer:
+        """The core's decision, rendered as ``/auth`` answers it (status, challenges, headers)."""
+        return self.responder.render(self.verifier.decide(request))
 
 
 # -- outcome notation (spec §0.2) -----------------------------------------------------------------
-def header_values(decision: Decision, name: str) -> list[str]:
+def header_values(decision: Answer, name: str) -> list[str]:
     return [v for n, v in decision.headers if n.lower() == name.lower()]
 
 
-def challenges(decision: Decision) -> dict[str, Challenge]:
+def challenges(decision: Answer) -> dict[str, Challenge]:
     parsed = parse_challenges(header_values(decision, "WWW-Authenticate"))
     by_scheme: dict[str, Challenge] = {}
     for ch in parsed:
@@ -320,7 +337,7 @@ def challenges(decision: Decision) -> dict[str, Challenge]:
     return by_scheme
 
 
-def _common_deny(d: Decision, status: int, reason: str | None) -> dict[str, Challenge]:
+def _common_deny(d: Answer, status: int, reason: str | None) -> dict[str, Challenge]:
     assert not d.allow
     assert d.status == status, f"status {d.status} (reason {d.reason}), want {status}"
     if reason is not None:
@@ -330,12 +347,12 @@ def _common_deny(d: Decision, status: int, reason: str | None) -> dict[str, Chal
     return challenges(d)
 
 
-def assert_allowed(d: Decision) -> None:
+def assert_allowed(d: Answer) -> None:
     assert d.allow and d.status == 200, f"denied: {d.status} {d.reason} {d.error}"
     assert not header_values(d, "WWW-Authenticate")
 
 
-def assert_401_none(d: Decision, reason: str | None = None) -> None:
+def assert_401_none(d: Answer, reason: str | None = None) -> None:
     """``401·∅``: Bearer and DPoP challenges, no error anywhere."""
     chs = _common_deny(d, 401, reason)
     assert set(chs) == {"bearer", "dpop"}, f"challenges {list(chs)}"
@@ -344,7 +361,7 @@ def assert_401_none(d: Decision, reason: str | None = None) -> None:
     assert d.error is None
 
 
-def assert_D(d: Decision, error: str, reason: str | None = None, status: int = 401) -> None:
+def assert_D(d: Answer, error: str, reason: str | None = None, status: int = 401) -> None:
     """``401·D(e)``: the DPoP challenge has ``error=e`` and algs; a Bearer challenge has no error."""
     chs = _common_deny(d, status, reason)
     assert "dpop" in chs, "no DPoP challenge"
@@ -354,7 +371,7 @@ def assert_D(d: Decision, error: str, reason: str | None = None, status: int = 4
     assert d.error == error
 
 
-def assert_B(d: Decision, error: str, reason: str | None = None, status: int = 401) -> None:
+def assert_B(d: Answer, error: str, reason: str | None = None, status: int = 401) -> None:
     """``401·B(e)``: the Bearer challenge has ``error=e``; the DPoP challenge (with algs) has none."""
     chs = _common_deny(d, status, reason)
     assert "bearer" in chs and "dpop" in chs, f"challenges {list(chs)}"
@@ -363,7 +380,7 @@ def assert_B(d: Decision, error: str, reason: str | None = None, status: int = 4
     assert d.error == error
 
 
-def assert_400star(d: Decision, auth_request_mode: bool, schemes: tuple[str, ...],
+def assert_400star(d: Answer, auth_request_mode: bool, schemes: tuple[str, ...],
                    reason: str | None = None) -> None:
     """``400*·X(invalid_request)``: 400 directly, 401 with the same challenge behind auth_request."""
     chs = _common_deny(d, 401 if auth_request_mode else 400, reason)
@@ -372,7 +389,7 @@ def assert_400star(d: Decision, auth_request_mode: bool, schemes: tuple[str, ...
     assert d.error == "invalid_request"
 
 
-def assert_nonce(d: Decision) -> str:
+def assert_nonce(d: Answer) -> str:
     """``+N``: exactly one DPoP-Nonce of NQCHARs and Cache-Control: no-store."""
     nonces = header_values(d, "DPoP-Nonce")
     assert len(nonces) == 1, f"{len(nonces)} DPoP-Nonce headers"
@@ -381,7 +398,7 @@ def assert_nonce(d: Decision) -> str:
     return nonces[0]
 
 
-def assert_403_scope(d: Decision, scheme: str, scope: str) -> None:
+def assert_403_scope(d: Answer, scheme: str, scope: str) -> None:
     chs = _common_deny(d, 403, "insufficient_scope")
     ch = chs[scheme.lower()]
     assert ch.get("error") == "insufficient_scope"

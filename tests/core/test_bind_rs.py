@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenguard.core.verifier import AuthRequest
+from tokenguard.core.request import AuthRequest
 
 from .helpers import (
     AUD,
@@ -43,13 +43,13 @@ def _invalid_token_on_either(d) -> None:
 
 
 def test_BIND_RS_04_dpop_token_as_bearer(env: Env) -> None:
-    d = env.decide(AuthRequest("GET", URL, authorization=(f"Bearer {env.at_d}",)))
+    d = env.decide(AuthRequest.for_url("GET", URL, authorization=(f"Bearer {env.at_d}",)))
     _invalid_token_on_either(d)
     assert d.reason == "dpop_token_as_bearer"
 
 
 def test_BIND_RS_05_dpop_token_as_bearer_with_proof(env: Env) -> None:
-    d = env.decide(AuthRequest("GET", URL, authorization=(f"Bearer {env.at_d}",), dpop=(env.proof(),)))
+    d = env.decide(AuthRequest.for_url("GET", URL, authorization=(f"Bearer {env.at_d}",), dpop=(env.proof(),)))
     _invalid_token_on_either(d)
     assert d.reason == "dpop_token_as_bearer"
 
@@ -57,7 +57,7 @@ def test_BIND_RS_05_dpop_token_as_bearer_with_proof(env: Env) -> None:
 @pytest.mark.parametrize("mode", [True, False], ids=["BIND-RS-06-auth_request", "BIND-RS-06-direct"])
 def test_BIND_RS_06_dpop_scheme_without_proof(env: Env, mode: bool) -> None:
     env.build(auth_request_mode=mode)
-    d = env.decide(AuthRequest("GET", URL, authorization=(f"DPoP {env.at_d}",)))
+    d = env.decide(AuthRequest.for_url("GET", URL, authorization=(f"DPoP {env.at_d}",)))
     assert_400star(d, mode, ("DPoP",), "dpop_proof_missing")
     assert challenges(d)["bearer"].get("error") is None
 
@@ -70,7 +70,8 @@ def test_BIND_RS_07_dpop_scheme_with_unbound_token(env: Env) -> None:
 @pytest.mark.parametrize("mode", [True, False], ids=["BIND-RS-08-auth_request", "BIND-RS-08-direct"])
 def test_BIND_RS_08_bearer_with_dpop_header(env: Env, mode: bool) -> None:
     env.build(auth_request_mode=mode)
-    d = env.decide(AuthRequest("GET", URL, authorization=(f"Bearer {env.at_b}",), dpop=(env.proof(token=env.at_b),)))
+    d = env.decide(AuthRequest.for_url("GET", URL, authorization=(f"Bearer {env.at_b}",),
+                                       dpop=(env.proof(token=env.at_b),)))
     assert_400star(d, mode, ("Bearer",), "dpop_with_bearer")
     assert challenges(d)["dpop"].get("error") is None
 
@@ -84,7 +85,7 @@ def test_BIND_RS_09_unusable_cnf(env: Env, case: str, scheme: str) -> None:
     if scheme == "DPoP":
         request = env.b_dpop(env.proof(token=token), token=token)
     else:
-        request = AuthRequest("GET", URL, authorization=(f"Bearer {token}",))
+        request = AuthRequest.for_url("GET", URL, authorization=(f"Bearer {token}",))
     d = env.decide(request)
     assert d.status == 401 and d.error == "invalid_token"
     assert challenges(d)[scheme.lower()].get("error") == "invalid_token"
@@ -113,7 +114,7 @@ def test_BIND_RS_10_opaque_dpop_token(env: Env, token_type: str) -> None:
 @pytest.mark.parametrize("token_type", ["DPoP", "Bearer"], ids=["BIND-RS-10-b", "BIND-RS-10-c-as-bearer"])
 def test_BIND_RS_10_opaque_dpop_token_as_bearer(env: Env, token_type: str) -> None:
     _introspected(env, token_type)
-    d = env.decide(AuthRequest("GET", URL, authorization=(f"Bearer {OPAQUE}",)))
+    d = env.decide(AuthRequest.for_url("GET", URL, authorization=(f"Bearer {OPAQUE}",)))
     _invalid_token_on_either(d)
     assert d.reason == "dpop_token_as_bearer"
 

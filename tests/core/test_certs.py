@@ -9,7 +9,8 @@ import urllib.parse
 
 import pytest
 
-from tokenguard.web.certs import FORMATS, CertificateError, read_client_cert, x5t_s256
+from tokenguard.core.bindings.mtls import x5t_s256
+from tokenguard.web.certs import FORMATS, CertificateError, read_client_cert
 
 from .helpers import Keys, b64u, cert_der, cert_pem, escaped_pem
 

@@ -11,7 +11,7 @@ from joserfc.jwk import OctKey, RSAKey
 from joserfc.jws import JWSRegistry
 
 from tokenguard.core.dpop import DpopVerifier
-from tokenguard.core.verifier import AuthRequest
+from tokenguard.core.request import AuthRequest
 
 from .helpers import (
     DROP,
@@ -82,7 +82,7 @@ def _jws_json(env: Env) -> str:
 
 # id -> (request builder, acceptable reason codes); every one is 401·D(invalid_dpop_proof)
 NEGATIVE: dict[str, tuple[Case, tuple[str, ...]]] = {
-    "DPOP-RS-01-two-fields": (lambda env: AuthRequest("GET", URL, authorization=(f"DPoP {env.at_d}",),
+    "DPOP-RS-01-two-fields": (lambda env: AuthRequest.for_url("GET", URL, authorization=(f"DPoP {env.at_d}",),
                                                       dpop=(env.proof(), env.proof())), ("dpop_multiple_proofs",)),
     "DPOP-RS-01-folded-by-wsgi": (with_proof(lambda env: f"{env.proof()}, {env.proof()}"), ("dpop_multiple_proofs",)),
     "DPOP-RS-03-a-abc": (with_proof(lambda env: "abc"), ("dpop_malformed",)),
@@ -172,7 +172,7 @@ NEGATIVE: dict[str, tuple[Case, tuple[str, ...]]] = {
 def _write_request(env: Env, htm: str) -> AuthRequest:
     token = env._memo("at_d_write", lambda: env.token({"cnf": {"jkt": env.jkt1}, "scope": "write"}))
     proof = env.proof({"htm": htm, "htu": WRITE_URL}, token=token)
-    return AuthRequest("POST", WRITE_URL, authorization=(f"DPoP {token}",), dpop=(proof,))
+    return AuthRequest.for_url("POST", WRITE_URL, authorization=(f"DPoP {token}",), dpop=(proof,))
 
 
 @pytest.mark.parametrize("case_id", list(NEGATIVE), ids=list(NEGATIVE))

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from tokenguard.core.verifier import AuthRequest
+from tokenguard.core.request import AuthRequest
 
 from .helpers import URL, Env, assert_400star, assert_401_none, assert_allowed
 
 
 def test_HDR_RS_01_no_credentials(env: Env) -> None:
-    d = env.decide(AuthRequest("GET", URL))
+    d = env.decide(AuthRequest.for_url("GET", URL))
     assert_401_none(d, reason="no_credentials")
 
 
 @pytest.mark.parametrize("case", ["dpop-lowercase", "BEARER-uppercase", "DpOp-mixed"], ids=lambda c: f"HDR-RS-02-{c}")
 def test_HDR_RS_02_scheme_case_insensitive(env: Env, case: str) -> None:
     if case == "BEARER-uppercase":
-        request = AuthRequest("GET", URL, authorization=(f"BEARER {env.at_b}",))
+        request = AuthRequest.for_url("GET", URL, authorization=(f"BEARER {env.at_b}",))
     else:
         word = "dpop" if case == "dpop-lowercase" else "DpOp"
-        request = AuthRequest("GET", URL, authorization=(f"{word} {env.at_d}",), dpop=(env.proof(),))
+        request = AuthRequest.for_url("GET", URL, authorization=(f"{word} {env.at_d}",), dpop=(env.proof(),))
     d = env.decide(request)
     assert_allowed(d)
     assert d.binding == ("bearer" if case.startswith("BEARER") else "dpop")
@@ -44,14 +44,14 @@ def test_HDR_RS_04_malformed_token(env: Env, mode: bool, case: str, scheme: str,
         "c-token-with-quote": f'DPoP {env.at_d[:20]}"{env.at_d[20:]}',
     }[case]
     dpop = (env.proof(),) if scheme == "DPoP" else ()
-    d = env.decide(AuthRequest("GET", URL, authorization=(header,), dpop=dpop))
+    d = env.decide(AuthRequest.for_url("GET", URL, authorization=(header,), dpop=dpop))
     assert_400star(d, mode, (scheme,), reason)
 
 
 @pytest.mark.parametrize("mode", [True, False], ids=["HDR-RS-05-auth_request", "HDR-RS-05-direct"])
 def test_HDR_RS_05_two_authorization_fields(env: Env, mode: bool) -> None:
     env.build(auth_request_mode=mode)
-    request = AuthRequest("GET", URL, authorization=(f"Bearer {env.at_d}", f"DPoP {env.at_d}"),
+    request = AuthRequest.for_url("GET", URL, authorization=(f"Bearer {env.at_d}", f"DPoP {env.at_d}"),
                           dpop=(env.proof(),))
     d = env.decide(request)
     assert_400star(d, mode, ("Bearer", "DPoP"), "multiple_authorization")
@@ -60,10 +60,10 @@ def test_HDR_RS_05_two_authorization_fields(env: Env, mode: bool) -> None:
 @pytest.mark.parametrize("case", ["a-query-access-token", "b-basic"], ids=lambda c: f"HDR-RS-06-{c}")
 def test_HDR_RS_06_unsupported_methods(env: Env, case: str) -> None:
     if case == "a-query-access-token":
-        request = AuthRequest("GET", f"https://api.test/resource?access_token={env.at_b}")
+        request = AuthRequest.for_url("GET", f"https://api.test/resource?access_token={env.at_b}")
         reason = "no_credentials"
     else:
-        request = AuthRequest("GET", URL, authorization=("Basic dXNlcjpwYXNz",))
+        request = AuthRequest.for_url("GET", URL, authorization=("Basic dXNlcjpwYXNz",))
         reason = "unsupported_scheme"
     assert_401_none(env.decide(request), reason=reason)
 
@@ -73,7 +73,7 @@ def request_from_headers(method: str, url: str, headers: list[tuple[str, str]]) 
     def values(name: str) -> tuple[str, ...]:
         return tuple(v for n, v in headers if n.lower() == name.lower())
 
-    return AuthRequest(method, url, authorization=values("Authorization"), dpop=values("DPoP"))
+    return AuthRequest.for_url(method, url, authorization=values("Authorization"), dpop=values("DPoP"))
 
 
 @pytest.mark.parametrize("name", ["DPOP", "dpop", "DPoP"], ids=lambda n: f"HDR-RS-08-{n}")
@@ -87,5 +87,6 @@ def test_HDR_RS_08_dpop_header_name_case(env: Env, name: str) -> None:
 def test_HDR_RS_05_two_fields_folded_into_one(env: Env, mode: bool) -> None:
     """R-12: a WSGI server folds duplicate fields into one value joined with ','."""
     env.build(auth_request_mode=mode)
-    request = AuthRequest("GET", URL, authorization=(f"Bearer {env.at_d}, DPoP {env.at_d}",), dpop=(env.proof(),))
+    request = AuthRequest.for_url("GET", URL, authorization=(f"Bearer {env.at_d}, DPoP {env.at_d}",),
+                                  dpop=(env.proof(),))
     assert_400star(env.decide(request), mode, ("Bearer", "DPoP"), "multiple_authorization")

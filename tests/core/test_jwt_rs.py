@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tokenguard.core.verifier import AuthRequest
+from tokenguard.core.request import AuthRequest
 
 from .helpers import (
     AUD,
@@ -199,5 +199,5 @@ def test_JWT_RS_introspection_other_audience(env: Env) -> None:
 
 
 def test_JWT_RS_no_route_denied(env: Env) -> None:
-    d = env.decide(AuthRequest("DELETE", URL, authorization=(f"Bearer {env.at_b}",)))
+    d = env.decide(AuthRequest.for_url("DELETE", URL, authorization=(f"Bearer {env.at_b}",)))
     assert not d.allow and d.status == 403 and d.reason == "no_route"

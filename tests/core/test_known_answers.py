@@ -21,8 +21,11 @@ from tokenguard.core.introspection import Introspector
 from tokenguard.core.jwk import import_public_key, thumbprint
 from tokenguard.core.jws import parse_compact, verify_signature
 from tokenguard.core.policy import Policy, Route
-from tokenguard.core.replay import MemoryReplayStore
-from tokenguard.core.verifier import AuthRequest, Verifier
+from tokenguard.core.replay.memory import MemoryReplayStore
+from tokenguard.core.request import AuthRequest
+from tokenguard.core.verifier import Verifier
+from tokenguard.settings.wiring import core_bindings
+from tokenguard.web.responses import Responder
 
 from .helpers import URL, Env, assert_allowed, private_key_jwk, public_key_jwk, thumb
 
@@ -103,26 +106,28 @@ def _rfc_verifier(clock) -> Verifier:
     dpop = DpopVerifier(algs=("ES256", "PS256", "EdDSA"), replay=MemoryReplayStore(clock=clock), clock=clock)
     policy = Policy(routes=(Route(name="rfc", hosts=("resource.example.org",), path="/protectedresource",
                                   methods=("GET",)),))
-    return Verifier(tokens, dpop, policy, realm="tokenguard", auth_request_mode=True)
+    verifier = Verifier(tokens, core_bindings(dpop), policy, replay=dpop.replay)
+    responder = Responder(realm="tokenguard", auth_request_mode=True, dpop_algs=dpop.algs)
+    return lambda request: responder.render(verifier.decide(request))
 
 
 def test_R19_figure13_allowed_with_frozen_clock() -> None:
     with freeze_time(datetime.datetime.fromtimestamp(1562262618, datetime.UTC)):
-        verifier = _rfc_verifier(lambda: time.time())
-        request = AuthRequest("GET", "https://resource.example.org/protectedresource",
+        decide = _rfc_verifier(lambda: time.time())
+        request = AuthRequest.for_url("GET", "https://resource.example.org/protectedresource",
                               authorization=(f"DPoP {RFC_TOKEN}",), dpop=(FIG13_PROOF,))
-        d = verifier.decide(request)
+        d = decide(request)
         assert_allowed(d)
         assert ("X-Auth-Jkt", RFC_JKT) in d.headers
         assert ("X-Auth-Subject", "someone@example.com") in d.headers
         # ... and exactly once (§11.1)
-        assert verifier.decide(request).reason == "dpop_replay"
+        assert decide(request).reason == "dpop_replay"
 
 
 def test_R19_figure13_refused_an_hour_later() -> None:
     with freeze_time(datetime.datetime.fromtimestamp(1562262618 + 3600, datetime.UTC)):
-        verifier = _rfc_verifier(lambda: time.time())
-        d = verifier.decide(AuthRequest("GET", "https://resource.example.org/protectedresource",
+        decide = _rfc_verifier(lambda: time.time())
+        d = decide(AuthRequest.for_url("GET", "https://resource.example.org/protectedresource",
                                         authorization=(f"DPoP {RFC_TOKEN}",), dpop=(FIG13_PROOF,)))
         assert d.status == 401 and d.reason == "dpop_iat_too_old"
 
@@ -147,5 +152,5 @@ def test_create_proof_round_trip_frozen_end_to_end(env: Env, which: str, alg: st
         assert header["typ"] == "dpop+jwt" and header["alg"] == alg and "d" not in header["jwk"]
         assert claims["htu"] == "https://api.test/resource" and claims["iat"] == int(env.clock())
         assert claims["ath"] == ath_for(token)
-        d = env.decide(AuthRequest("GET", URL, authorization=(f"DPoP {token}",), dpop=(proof,)))
+        d = env.decide(AuthRequest.for_url("GET", URL, authorization=(f"DPoP {token}",), dpop=(proof,)))
         assert_allowed(d)

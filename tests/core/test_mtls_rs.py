@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 
-from tokenguard.core.verifier import AuthRequest
+from tokenguard.core.request import AuthRequest
 
 from .helpers import AUD, ISS, T0, URL, Env, assert_allowed, assert_B, cert_der, cert_pem, escaped_pem, x5t
 
@@ -67,14 +68,14 @@ def test_MTLS_RS_07_self_signed_chain_not_validated(env: Env) -> None:
 
 def test_MTLS_RS_08_a_mtls_token_with_dpop_scheme(env: Env) -> None:
     request = env.b_dpop(env.proof(token=env.at_m), token=env.at_m)
-    request = AuthRequest(request.method, request.url, request.authorization, request.dpop,
-                          client_cert=escaped_pem(env.keys.CERT1))
+    request = dataclasses.replace(request, client_cert=env.cert(escaped_pem(env.keys.CERT1)))
     d = env.decide(request)
     assert d.status == 401 and d.error == "invalid_token" and d.reason == "mtls_token_as_dpop"
 
 
 def test_MTLS_RS_08_b_bearer_token_with_any_cert(env: Env) -> None:
-    request = AuthRequest("GET", URL, authorization=(f"Bearer {env.at_b}",), client_cert="garbage-is-ignored")
+    request = AuthRequest.for_url("GET", URL, authorization=(f"Bearer {env.at_b}",),
+                                  client_cert=env.cert("garbage-is-ignored"))
     d = env.decide(request)
     assert_allowed(d)
     assert d.binding == "bearer"

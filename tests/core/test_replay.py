@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tokenguard.core.replay import (
-    MemoryReplayStore,
-    RedisReplayStore,
-    ReplayStoreUnavailable,
-    SqliteReplayStore,
-    open_replay_store,
-)
+from tokenguard.core.errors import ReplayStoreUnavailable
+from tokenguard.core.replay import open_replay_store
+from tokenguard.core.replay.memory import MemoryReplayStore
+from tokenguard.core.replay.redis import RedisReplayStore
+from tokenguard.core.replay.sqlite import SqliteReplayStore
 
 from .helpers import Clock
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from idp_mock.client_auth import dn_matches
-from tokenguard.web.certs import x5t_s256
+from tokenguard.core.bindings.mtls import x5t_s256
 
 from .conftest import Idp, decode_jwt, escaped_pem
 

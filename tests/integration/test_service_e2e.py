@@ -307,7 +307,8 @@ def test_embedded_state_is_shared_between_processes(tmp_path: Path) -> None:
     go = tmp_path / "go"
     script = textwrap.dedent(f"""
         import hashlib, json, os, sys, time
-        from tokenguard.settings import nonce_secret, parse_config
+        from tokenguard.settings import parse_config
+        from tokenguard.settings.wiring import nonce_secret
         from tokenguard.core.replay import open_replay_store
         print("ready", flush=True)
         while not os.path.exists({str(go)!r}):
@@ -346,7 +347,8 @@ def test_embedded_state_is_shared_between_processes(tmp_path: Path) -> None:
 
 def _boot_like_a_worker(state: str, barrier: object, results: object) -> None:
     from tokenguard.core.replay import open_replay_store
-    from tokenguard.settings import nonce_secret, parse_config
+    from tokenguard.settings import parse_config
+    from tokenguard.settings.wiring import nonce_secret
 
     barrier.wait()  # type: ignore[attr-defined]
     try:

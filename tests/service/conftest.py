@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from joserfc import jwk, jwt
 
-from tokenguard.settings import build_verifier, parse_config
+from tokenguard.core.metadata import FetchError
+from tokenguard.settings import parse_config
+from tokenguard.settings.wiring import build_service
 from tokenguard.web.app import create_app
 
 ISS, AUD = "https://as.test", "https://api.test"
@@ -19,9 +21,12 @@ class Issuer:
     def __init__(self) -> None:
         self.key = jwk.generate_key("RSA", 2048, parameters={"kid": "as-1"}, private=True)
         self.fetches = 0
+        self.down = False  # True: the issuer does not answer
 
     def fetch(self, url: str) -> dict[str, Any]:
         self.fetches += 1
+        if self.down:
+            raise FetchError("connection refused")
         return {"keys": [self.key.as_dict(private=False)]}
 
     def token(self, **claims: Any) -> str:
@@ -52,9 +57,7 @@ def make_client(issuer: Issuer, tmp_path: Any) -> Callable[..., Any]:
             else:
                 doc[key] = value
         config = parse_config(doc, "test.toml", env={})
-        verifier = build_verifier(config)
-        for source in verifier.tokens.issuers.values():
-            source.jwks._fetch = issuer.fetch  # the key source is injected, never the network
-        return create_app(config, verifier).test_client()
+        service = build_service(config, fetch=issuer.fetch)  # the key source is injected, never the network
+        return create_app(service, log_level=config.server.log_level).test_client()
 
     return make

@@ -17,16 +17,16 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_are_safe() -> None:
     config = parse_config({}, env={})
-    assert config.server["listen"] == "127.0.0.1:8080"
-    assert config.replay["store"] == "embedded"
-    assert config.server["trusted_proxies"] == ["127.0.0.0/8", "::1/128"]
+    assert config.server.listen == "127.0.0.1:8080"
+    assert config.replay.store == "embedded"
+    assert config.server.trusted_proxies == ("127.0.0.0/8", "::1/128")
     assert config.policy.default == "deny"
     (route,) = config.policy.routes
     assert route.binding == "bound"  # with no routes, only sender-constrained tokens pass
 
 
 @pytest.mark.parametrize(("text", "key", "problem"), [
-    ("[server]\nlisten = 8080\n", "server.listen", "must be str"),
+    ("[server]\nlisten = 8080\n", "server.listen", "must be a string"),
     ("[server]\nbogus = 1\n", "server.bogus", "unknown key"),
     ("[server]\nengine = \"uwsgi\"\n", "server.engine", "must be gunicorn or granian"),
     ("[nope]\n", "nope", "unknown section"),
@@ -64,11 +64,11 @@ def test_environment_overrides(tmp_path: Path) -> None:
                                     "TOKENGUARD_SERVER_LOG_DECISIONS": "false",
                                     "TOKENGUARD_ISSUER_INTROSPECTION_CLIENT_ID": "rs",
                                     "TOKENGUARD_ISSUER_INTROSPECTION_CLIENT_SECRET": "s3cret"})
-    assert config.replay["store"] == "redis://127.0.0.1:6379/0"
-    assert config.server["workers"] == 4
-    assert config.dpop["algs"] == ["ES256", "EdDSA"]
-    assert config.server["log_decisions"] is False
-    assert config.issuers[0]["introspection_client_id"] == "rs"
+    assert config.replay.store == "redis://127.0.0.1:6379/0"
+    assert config.server.workers == 4
+    assert config.dpop.algs == ("ES256", "EdDSA")
+    assert config.server.log_decisions is False
+    assert config.issuers[0].introspection_client_id == "rs"
 
 
 def test_environment_value_of_wrong_type_is_an_error(tmp_path: Path) -> None:

@@ -18,24 +18,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tokenguard import __version__
-from tokenguard.client import (
+from tokenguard.client.authorization import fetch_token
+from tokenguard.client.errors import ClientError
+from tokenguard.client.http import DpopClient, Verify, auth_request_headers
+from tokenguard.client.keys import (
     KEY_ALGS,
-    ClientError,
-    DpopClient,
-    Verify,
-    auth_request_headers,
-    check_http_url,
-    decode_proof,
-    fetch_token,
     generate_jwk,
     load_private_jwk,
     parse_jwk,
     public_key_thumbprint,
     read_text,
-    read_token,
-    token_cnf,
     write_private_jwk,
 )
+from tokenguard.client.tokens import check_http_url, decode_proof, read_token, token_cnf
 from tokenguard.core.jwk import thumbprint
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
@@ -307,7 +302,7 @@ def _cert_thumbprint(path: str) -> str:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from tokenguard.web.certs import x5t_s256
+    from tokenguard.core.bindings.mtls import x5t_s256
 
     if path == "-":
         data = sys.stdin.buffer.read()

@@ -21,6 +21,8 @@ from tokenguard.core.jws import JWSError, parse_compact, parse_json_object, veri
 
 DEFAULT_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 RFC9068_REQUIRED = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
+DEFAULT_LEEWAY = 60  # seconds of clock skew for exp / nbf
+DEFAULT_CACHE_SIZE = 10000  # verified tokens remembered until their exp
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +76,9 @@ def _media_type(typ: Any) -> str | None:
 
 class AccessTokenValidator:
     def __init__(self, issuers: Sequence[Issuer], *, audiences: Collection[str],
-                 algs: Collection[str] = DEFAULT_TOKEN_ALGS, leeway: int = 60,
+                 algs: Collection[str] = DEFAULT_TOKEN_ALGS, leeway: int = DEFAULT_LEEWAY,
                  required_claims: Collection[str] = RFC9068_REQUIRED, require_typ: bool = True,
-                 clock: Callable[[], float] = time.time, cache_size: int = 10000) -> None:
+                 clock: Callable[[], float] = time.time, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.issuers = {i.issuer: i for i in issuers}
         self._introspecting = [i for i in issuers if i.introspector is not None]
         self.audiences = tuple(audiences)
@@ -88,6 +90,19 @@ class AccessTokenValidator:
         self._cache: OrderedDict[bytes, AccessToken] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+
+    def readiness(self) -> dict[str, str]:
+        """Per issuer: "ok" when it has signing keys (fetching them if due) or an introspection endpoint."""
+        if not self.issuers:
+            return {"issuers": "no issuer configured"}
+        checks = {}
+        for issuer in self.issuers.values():
+            if issuer.jwks is not None:
+                issuer.jwks.load_if_due()
+            ok = (issuer.jwks is not None and issuer.jwks.has_keys) or issuer.introspector is not None
+            problem = issuer.jwks.last_error if issuer.jwks is not None else None
+            checks[f"issuer {issuer.issuer}"] = "ok" if ok else (problem or "no keys")
+        return checks
 
     def validate(self, token: str) -> AccessToken:
         digest = hashlib.sha256(token.encode()).digest()

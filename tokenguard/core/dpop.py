@@ -26,6 +26,7 @@ from tokenguard.core.jwk import (
     JWKError,
     PublicKey,
     PublicKeyCache,
+    default_alg,
     key_fits_alg,
     thumbprint,
 )
@@ -35,6 +36,10 @@ from tokenguard.core.replay import ReplayStore
 from tokenguard.core.uri import URIError, normalize_target
 
 DEFAULT_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
+DEFAULT_IAT_PAST = 60  # seconds a proof may be old
+DEFAULT_IAT_FUTURE = 15  # seconds of clock skew the other way
+DEFAULT_MAX_PROOF_BYTES = 8192
+DEFAULT_MAX_JTI_LENGTH = 256
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_\-.]+")
 
 
@@ -65,13 +70,16 @@ class DpopVerifier:
     """Verifies proofs against a request; the replay store and nonce issuer are injected."""
 
     def __init__(self, *, algs: Collection[str] = DEFAULT_ALGS, replay: ReplayStore | None = None,
-                 nonces: NonceIssuer | None = None, iat_past: int = 60, iat_future: int = 15,
-                 max_proof_bytes: int = 8192, max_jti_length: int = 256,
-                 clock: Callable[[], float] = time.time, header_cache_size: int = 4096) -> None:
+                 nonces: NonceIssuer | None = None, iat_past: int = DEFAULT_IAT_PAST,
+                 iat_future: int = DEFAULT_IAT_FUTURE, max_proof_bytes: int = DEFAULT_MAX_PROOF_BYTES,
+                 max_jti_length: int = DEFAULT_MAX_JTI_LENGTH,
+                 clock: Callable[[], float] = time.time, header_cache_size: int = 4096,
+                 server_name: str = "Resource server") -> None:
         unsupported = set(algs) - ASYMMETRIC_ALGS
         if unsupported:
             raise ValueError(f"DPoP algs must be asymmetric JWS algs, not {sorted(unsupported)}")
         self.algs = tuple(algs)
+        self.server_name = server_name  # who asks for the nonce, in error descriptions
         self._allowed = frozenset(algs)
         self.replay = replay
         self.nonces = nonces
@@ -191,7 +199,7 @@ class DpopVerifier:
             if self.nonces is None:
                 raise ValueError("nonces required but no nonce issuer configured")
             if nonce is None:
-                raise self._use_nonce("dpop_nonce_missing", "Resource server requires nonce in DPoP proof")
+                raise self._use_nonce("dpop_nonce_missing", f"{self.server_name} requires nonce in DPoP proof")
             if not self.nonces.is_valid(nonce):
                 raise self._use_nonce("dpop_nonce_invalid", "DPoP proof nonce is invalid or expired")
             nonce_ok = True
@@ -234,7 +242,7 @@ def create_proof(private_jwk: Mapping[str, Any], *, htm: str, htu: str, access_t
 
     from tokenguard.core.jwk import public_jwk
 
-    alg = alg or private_jwk.get("alg") or _default_alg(private_jwk)
+    alg = alg or private_jwk.get("alg") or default_alg(private_jwk)
     header = {"typ": "dpop+jwt", "alg": alg, "jwk": public_jwk(private_jwk)}
     header["jwk"].pop("alg", None)
     header["jwk"].pop("kid", None)
@@ -249,12 +257,3 @@ def create_proof(private_jwk: Mapping[str, Any], *, htm: str, htu: str, access_t
     key = jose_jwk.import_key(dict(private_jwk))
     payload = json.dumps(claims, separators=(",", ":")).encode()
     return jose_jws.serialize_compact(header, payload, key, algorithms=[alg])
-
-
-def _default_alg(jwk: Mapping[str, Any]) -> str:
-    kty, crv = jwk.get("kty"), jwk.get("crv")
-    if kty == "EC":
-        return {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}.get(str(crv), "ES256")
-    if kty == "OKP":
-        return "EdDSA"
-    return "PS256" if jwk.get("alg") == "PS256" else "RS256"

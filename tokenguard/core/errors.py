@@ -86,3 +86,12 @@ class VerifierUnavailable(Exception):
         super().__init__(f"{reason}: {description}")
         self.reason = reason
         self.description = safe_text(description)
+
+
+class ReplayStoreUnavailable(VerifierUnavailable):
+    """The replay store could not record a ``jti``: nothing may be allowed without replay protection."""
+
+    reason_code = "replay_store_unavailable"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(self.reason_code, description)

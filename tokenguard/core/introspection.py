@@ -13,35 +13,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import requests
-
-from tokenguard.core.errors import VerifierUnavailable
-
 PostForm = Callable[[str, Mapping[str, str], tuple[str, str]], Mapping[str, Any]]
-
-
-def http_post_form(timeout: float = 3.0, session: requests.Session | None = None) -> PostForm:
-    http = session or requests.Session()
-
-    def post(url: str, form: Mapping[str, str], auth: tuple[str, str]) -> Mapping[str, Any]:
-        try:
-            response = http.post(url, data=dict(form), auth=auth, timeout=timeout, allow_redirects=False,
-                                 headers={"Accept": "application/json"})
-            body = response.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise VerifierUnavailable("introspection_unavailable",
-                                      f"introspection failed: {type(exc).__name__}") from exc
-        if response.status_code != 200 or not isinstance(body, dict):
-            raise VerifierUnavailable("introspection_unavailable",
-                                      f"introspection answered HTTP {response.status_code}")
-        return body
-
-    return post
+DEFAULT_CACHE_TTL = 60  # seconds an answer is reused (never past the token's exp)
 
 
 class Introspector:
     def __init__(self, endpoint: str, client_id: str, client_secret: str, *, post: PostForm,
-                 cache_ttl: float = 60.0, cache_size: int = 10000,
+                 cache_ttl: float = DEFAULT_CACHE_TTL, cache_size: int = 10000,
                  clock: Callable[[], float] = time.time) -> None:
         self.endpoint = endpoint
         self._auth = (client_id, client_secret)

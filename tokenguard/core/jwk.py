@@ -145,3 +145,13 @@ def public_jwk(private_jwk: Mapping[str, Any]) -> dict[str, Any]:
         raise JWKError("unsupported kty")
     keep = [m for m in THUMBPRINT_MEMBERS[kty]] + ["kid", "alg", "use"]
     return {name: private_jwk[name] for name in keep if name in private_jwk}
+
+
+def default_alg(jwk: Mapping[str, Any]) -> str:
+    """The JWS alg a key signs with when it names none: by curve for EC, EdDSA for OKP, else RS256."""
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    if kty == "EC":
+        return {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}.get(str(crv), "ES256")
+    if kty == "OKP":
+        return "EdDSA"
+    return "PS256" if jwk.get("alg") == "PS256" else "RS256"

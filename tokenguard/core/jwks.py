@@ -13,63 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from tokenguard.core.errors import InvalidToken, VerifierUnavailable
 from tokenguard.core.jwk import ASYMMETRIC_ALGS, PRIVATE_MEMBERS, JWKError, PublicKey, import_public_key, key_fits_alg
+from tokenguard.core.metadata import FetchError, FetchJson, discover
 
-FetchJson = Callable[[str], Mapping[str, Any]]
-
-
-class FetchError(Exception):
-    """An HTTP fetch failed (network, status, or not a JSON object)."""
-
-
-def http_fetch_json(timeout: float = 3.0, session: requests.Session | None = None) -> FetchJson:
-    """A JSON fetcher with a bounded timeout and no redirects to other origins."""
-    http = session or requests.Session()
-
-    def fetch(url: str) -> Mapping[str, Any]:
-        try:
-            response = http.get(url, timeout=timeout, allow_redirects=False,
-                                headers={"Accept": "application/json"})
-        except requests.RequestException as exc:
-            raise FetchError(f"{type(exc).__name__} fetching {url}") from exc
-        if response.status_code != 200:
-            raise FetchError(f"HTTP {response.status_code} from {url}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise FetchError(f"non-JSON answer from {url}") from exc
-        if not isinstance(body, dict):
-            raise FetchError(f"answer from {url} is not a JSON object")
-        return body
-
-    return fetch
-
-
-def metadata_url(issuer: str, well_known: str = "oauth-authorization-server") -> str:
-    """RFC 8414 §3: the well-known suffix goes between the host and the issuer's path."""
-    scheme, _, rest = issuer.partition("://")
-    host, slash, path = rest.partition("/")
-    path = path.rstrip("/")
-    return f"{scheme}://{host}/.well-known/{well_known}{'/' + path if path else ''}"
-
-
-def discover(issuer: str, fetch: FetchJson) -> Mapping[str, Any]:
-    """Fetch RFC 8414 metadata (or OIDC discovery) and check ``issuer`` is byte-identical (R-17)."""
-    errors = []
-    for url in (metadata_url(issuer), issuer.rstrip("/") + "/.well-known/openid-configuration"):
-        try:
-            metadata = fetch(url)
-        except FetchError as exc:
-            errors.append(str(exc))
-            continue
-        if metadata.get("issuer") != issuer:
-            errors.append(f"metadata at {url} names another issuer")
-            continue
-        return metadata
-    raise FetchError("; ".join(errors))
+DEFAULT_TTL = 300  # seconds a fetched key set is fresh
+DEFAULT_COOLDOWN = 30  # at most one unknown-kid re-fetch per this many seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +31,8 @@ class _Key:
 class JwksCache:
     """Signing keys of one issuer, refreshed on TTL expiry and (rate-limited) on unknown ``kid``."""
 
-    def __init__(self, issuer: str, *, jwks_uri: str | None, fetch: FetchJson, ttl: float = 300.0,
-                 cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, issuer: str, *, jwks_uri: str | None, fetch: FetchJson, ttl: float = DEFAULT_TTL,
+                 cooldown: float = DEFAULT_COOLDOWN, clock: Callable[[], float] = time.monotonic,
                  on_fetch: Callable[[str, bool], None] | None = None) -> None:
         self.issuer = issuer
         self.jwks_uri = jwks_uri

@@ -20,10 +20,12 @@ from tokenguard.core.b64 import b64url_encode
 
 RS_LABEL = "tokenguard dpop nonce: resource server"
 AS_LABEL = "tokenguard dpop nonce: authorization server"
+DEFAULT_STEP = 60  # seconds per nonce
+DEFAULT_ACCEPT_STEPS = 2  # how many past nonces are still accepted
 
 
 class NonceIssuer:
-    def __init__(self, secret: bytes, label: str, *, step: int = 60, accept_steps: int = 2,
+    def __init__(self, secret: bytes, label: str, *, step: int = DEFAULT_STEP, accept_steps: int = DEFAULT_ACCEPT_STEPS,
                  clock: Callable[[], float] = time.time) -> None:
         if len(secret) < 16:
             raise ValueError("nonce secret must be at least 16 bytes")

@@ -92,12 +92,22 @@ def _normalize_target(uri: object) -> str:
         raise URIError("bad host")
     if port and (not port.isdigit() or len(port) > 5 or int(port) > 65535):
         raise URIError("bad port")
-    host = _normalize_percent(host).lower()
+    host = normalize_host(host)
     port = port.lstrip("0") or ("0" if port else "")
     if port == _DEFAULT_PORTS[scheme]:
         port = ""
-    path = remove_dot_segments(_normalize_percent(match.group(4) or "/"))
+    path = normalize_path(match.group(4) or "/")
     return f"{scheme}://{host}{':' + port if port else ''}{path}"
+
+
+def normalize_host(host: str) -> str:
+    """RFC 3986 §6.2.2.1-§6.2.2.2: case and percent-encoding normalised."""
+    return _normalize_percent(host).lower()
+
+
+def normalize_path(path: str) -> str:
+    """RFC 3986 §6.2.2.2-§6.2.2.3: percent-encoding normalised, dot segments removed (case kept)."""
+    return remove_dot_segments(_normalize_percent(path or "/"))
 
 
 _normalize_cached = lru_cache(maxsize=4096)(_normalize_target)

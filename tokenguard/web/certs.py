@@ -14,13 +14,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from cryptography import x509
 
-from tokenguard.core.b64 import sha256_b64url
-
-FORMATS = ("escaped-pem", "base64-der", "xfcc", "rfc9440")
 MAX_HEADER_LENGTH = 16384
 _ABSENT = {"", "(null)", "-", "null"}
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
@@ -91,6 +89,40 @@ def _der_from_xfcc(value: str) -> bytes | None:
     return None
 
 
+#: Header conventions by ``mtls.cert_format`` name: each turns a present, non-empty value into DER.
+FORMATS: dict[str, Callable[[str], bytes | None]] = {}
+
+
+def register_format(name: str) -> Callable[[Callable[[str], bytes | None]], Callable[[str], bytes | None]]:
+    def add(reader: Callable[[str], bytes | None]) -> Callable[[str], bytes | None]:
+        FORMATS[name] = reader
+        return reader
+
+    return add
+
+
+@register_format("escaped-pem")
+def _escaped_pem(value: str) -> bytes | None:
+    text = unquote(value)
+    # Some proxies hand over the bare base64 DER in the same header (spec MTLS-RS-04 (d)).
+    return _der_from_pem(text) if "-----BEGIN" in text else _der_from_base64(text)
+
+
+@register_format("base64-der")
+def _base64_der(value: str) -> bytes | None:
+    return _der_from_base64(unquote(value).split(",")[0])
+
+
+register_format("xfcc")(_der_from_xfcc)
+
+
+@register_format("rfc9440")
+def _rfc9440(value: str) -> bytes | None:
+    if len(value) < 3 or value[0] != ":" or value[-1] != ":":
+        raise CertificateError("Client-Cert is not a structured-field byte sequence")
+    return _der_from_base64(value[1:-1])
+
+
 def read_client_cert(value: str | None, fmt: str) -> bytes | None:
     """DER bytes of the certificate in a proxy header; None when no certificate was presented.
 
@@ -103,21 +135,7 @@ def read_client_cert(value: str | None, fmt: str) -> bytes | None:
         return None
     if len(value) > MAX_HEADER_LENGTH:
         raise CertificateError("certificate header too long")
-    if fmt == "escaped-pem":
-        text = unquote(value)
-        # Some proxies hand over the bare base64 DER in the same header (spec MTLS-RS-04 (d)).
-        return _der_from_pem(text) if "-----BEGIN" in text else _der_from_base64(text)
-    if fmt == "base64-der":
-        return _der_from_base64(unquote(value).split(",")[0])
-    if fmt == "xfcc":
-        return _der_from_xfcc(value)
-    if fmt == "rfc9440":
-        if len(value) < 3 or value[0] != ":" or value[-1] != ":":
-            raise CertificateError("Client-Cert is not a structured-field byte sequence")
-        return _der_from_base64(value[1:-1])
-    raise ValueError(f"unknown certificate format {fmt!r}")
-
-
-def x5t_s256(der: bytes) -> str:
-    """RFC 8705 §3.1: base64url SHA-256 of the certificate's DER encoding."""
-    return sha256_b64url(der)
+    reader = FORMATS.get(fmt)
+    if reader is None:
+        raise ValueError(f"unknown certificate format {fmt!r}")
+    return reader(value)

@@ -1,49 +1,74 @@
-"""Which key a token is bound to (RFC 7800 ``cnf``), and the certificate check of RFC 8705 §3.
+"""Which key a token is bound to (RFC 7800 ``cnf``), and how the caller proves it holds that key.
 
-A ``cnf`` that binds the token is always enforced, whatever the route or scheme says (RFC 9449 §7.2,
-spec R-11). A ``cnf`` the verifier does not understand, or one that binds two ways, fails closed.
+Each binding is one module registered by its ``cnf`` member: :mod:`.dpop` (``jkt``, RFC 9449),
+:mod:`.mtls` (``x5t#S256``, RFC 8705) and :mod:`.bearer` (no ``cnf``). A ``cnf`` that binds the token is
+always enforced, whatever the route or scheme says (RFC 9449 §7.2); a ``cnf`` the verifier does not
+understand, or one that binds two ways, fails closed. A new binding is one module with a
+:class:`BindingMethod` and one entry in the list the wiring hands to :class:`Bindings`.
 """
 
 from __future__ import annotations
 
-import hmac
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
+from tokenguard.core.bindings.base import Binding, Scheme
 from tokenguard.core.errors import InvalidToken
-from tokenguard.web.certs import CertificateError, read_client_cert, x5t_s256
 
-DPOP = "dpop"
-MTLS = "mtls"
-BEARER = "bearer"
-KNOWN_CNF = {"jkt": DPOP, "x5t#S256": MTLS}
+if TYPE_CHECKING:
+    from tokenguard.core.policy import Route
+    from tokenguard.core.request import AuthRequest
 
-
-def token_binding(cnf: Any) -> tuple[str, str | None]:
-    """``(binding, thumbprint)``: ``("dpop", jkt)``, ``("mtls", x5t#S256)`` or ``("bearer", None)``."""
-    if cnf is None:
-        return BEARER, None
-    if not isinstance(cnf, dict) or not cnf:
-        raise InvalidToken("token_bad_cnf", "Access token confirmation claim is malformed")
-    unknown = set(cnf) - set(KNOWN_CNF)
-    if unknown:
-        raise InvalidToken("token_unknown_cnf", "Access token is bound by an unsupported confirmation method")
-    if len(cnf) > 1:
-        raise InvalidToken("token_double_binding", "Access token is bound both to a DPoP key and a certificate")
-    member, value = next(iter(cnf.items()))
-    if not isinstance(value, str) or not value:
-        raise InvalidToken("token_bad_cnf", "Access token confirmation claim is malformed")
-    return KNOWN_CNF[member], value
+__all__ = ["Binding", "BindingMethod", "Bindings", "Confirmation", "Scheme"]
 
 
-def check_certificate(header_value: str | None, cert_format: str, expected_x5t: str) -> str:
-    """RFC 8705 §3: the presented certificate's ``x5t#S256`` must equal the token's. Returns it."""
-    try:
-        der = read_client_cert(header_value, cert_format)
-    except CertificateError as exc:
-        raise InvalidToken("cert_malformed", "Client certificate is not a valid X.509 certificate") from exc
-    if der is None:
-        raise InvalidToken("cert_missing", "Access token is certificate-bound but no client certificate was presented")
-    presented = x5t_s256(der)
-    if not hmac.compare_digest(presented, expected_x5t):
-        raise InvalidToken("cert_mismatch", "Client certificate does not match the access token binding")
-    return presented
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """What a successful proof of possession hands back: a fresh DPoP nonce to pass on, if any."""
+
+    nonce: str | None = None
+
+
+class BindingMethod(Protocol):
+    """One way of binding a token: its kind, its ``cnf`` member (None: unbound), and its check."""
+
+    binding: Binding
+    cnf_member: str | None
+
+    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
+                thumbprint: str | None) -> Confirmation:
+        """Prove the caller holds the key ``thumbprint`` names, or raise the RFC error."""
+        ...
+
+
+class Bindings:
+    """The registry: binding methods by ``cnf`` member, plus the unbound (bearer) method."""
+
+    def __init__(self, methods: Iterable[BindingMethod]) -> None:
+        self.by_member: dict[str, BindingMethod] = {}
+        self.unbound: BindingMethod | None = None
+        self.by_kind: dict[Binding, BindingMethod] = {}
+        for method in methods:
+            self.by_kind[method.binding] = method
+            if method.cnf_member is None:
+                self.unbound = method
+            else:
+                self.by_member[method.cnf_member] = method
+
+    def for_cnf(self, cnf: Any) -> tuple[BindingMethod, str | None]:
+        """The method a token's ``cnf`` claim selects, and the thumbprint it binds to."""
+        if cnf is None:
+            if self.unbound is None:
+                raise InvalidToken("binding_required", "This resource requires a sender-constrained access token")
+            return self.unbound, None
+        if not isinstance(cnf, dict) or not cnf:
+            raise InvalidToken("token_bad_cnf", "Access token confirmation claim is malformed")
+        if any(member not in self.by_member for member in cnf):
+            raise InvalidToken("token_unknown_cnf", "Access token is bound by an unsupported confirmation method")
+        if len(cnf) > 1:
+            raise InvalidToken("token_double_binding", "Access token is bound both to a DPoP key and a certificate")
+        member, value = next(iter(cnf.items()))
+        if not isinstance(value, str) or not value:
+            raise InvalidToken("token_bad_cnf", "Access token confirmation claim is malformed")
+        return self.by_member[member], value

@@ -1,88 +1,77 @@
 """Route policy: which routes need which binding, scopes and claims (contract, "Routes and policy").
 
 Routes are matched on host, method and path; the first match wins and no match means deny. Claim
-conditions work on nested claim paths (``realm_access.roles``).
+conditions (:mod:`.claims`) work on nested claim paths (``realm_access.roles``).
 """
 
 from __future__ import annotations
 
-import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
+from tokenguard.core.bindings.base import Binding, Scheme
 from tokenguard.core.errors import AccessDenied, InsufficientScope
+from tokenguard.core.policy.claims import MISSING, ClaimRule, claim_at
 
-BINDINGS = ("dpop", "mtls", "bound", "any")
-CLAIM_OPS = ("equals", "one_of", "contains", "regex", "present")
-MISSING: Any = object()
-
-
-def claim_at(claims: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted claim path, or a sentinel when any step is missing."""
-    value: Any = claims
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return MISSING
-        value = value[part]
-    return value
+__all__ = ["MISSING", "ClaimRule", "Policy", "ReplayMode", "Route", "RouteBinding", "claim_at"]
 
 
-@dataclass(frozen=True)
-class ClaimRule:
-    """One condition on a claim: ``equals``, ``one_of``, ``contains``, ``regex`` or ``present``."""
+class RouteBinding(StrEnum):
+    """What a route accepts: ``dpop``, ``mtls``, ``bound`` (either) or ``any`` (bearer too)."""
 
-    path: str
-    op: str
-    value: Any = None
-    pattern: re.Pattern[str] | None = field(default=None, compare=False)
+    DPOP = "dpop"
+    MTLS = "mtls"
+    BOUND = "bound"
+    ANY = "any"
 
-    def holds(self, claims: Mapping[str, Any]) -> bool:
-        actual = claim_at(claims, self.path)
-        if self.op == "present":
-            return (actual is not MISSING) == bool(self.value)
-        if actual is MISSING:
-            return False
-        if self.op == "equals":
-            return bool(actual == self.value)
-        if self.op == "one_of":
-            return any(actual == v for v in self.value)
-        if self.op == "contains":
-            if isinstance(actual, list):
-                return self.value in actual
-            return isinstance(actual, str) and self.value in actual.split()
-        if self.op == "regex":
-            assert self.pattern is not None
-            return isinstance(actual, str) and self.pattern.fullmatch(actual) is not None
-        return False
+    def accepts(self, binding: Binding) -> bool:
+        return binding in _ACCEPTS[self]
 
-    def describe(self) -> str:
-        return f"claim {self.path} {self.op}"
+    def offers(self, scheme: Scheme) -> bool:
+        """Whether a challenge for ``scheme`` belongs on this route's denials."""
+        return any(b.scheme is scheme for b in _ACCEPTS[self])
+
+
+_ACCEPTS = {
+    RouteBinding.DPOP: frozenset({Binding.DPOP}),
+    RouteBinding.MTLS: frozenset({Binding.MTLS}),
+    RouteBinding.BOUND: frozenset({Binding.DPOP, Binding.MTLS}),
+    RouteBinding.ANY: frozenset(Binding),
+}
+
+
+class ReplayMode(StrEnum):
+    """``consume``: tokenguard records each proof's ``jti``; ``off``: the upstream checks replay itself."""
+
+    CONSUME = "consume"
+    OFF = "off"
 
 
 @dataclass(frozen=True)
 class Route:
+    """One ``[[route]]``: what it matches and what it requires."""
+
     name: str = "default"
     hosts: tuple[str, ...] = ("*",)
     methods: tuple[str, ...] = ()
     path: str = "*"
-    binding: str = "any"
+    binding: RouteBinding = RouteBinding.ANY
     scopes: tuple[str, ...] = ()
     any_scopes: tuple[str, ...] = ()
     claims: tuple[ClaimRule, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     dpop_nonce: bool = False
     public_url: str | None = None
-    replay: str = "consume"
+    replay: ReplayMode = ReplayMode.CONSUME
 
     @property
-    def offers_dpop(self) -> bool:
-        return self.binding in ("dpop", "bound", "any")
-
-    @property
-    def offers_bearer(self) -> bool:
-        return self.binding in ("mtls", "bound", "any")
+    def offered(self) -> tuple[Scheme, ...]:
+        """The challenges a denial on this route carries, in a fixed order."""
+        return tuple(s for s in (Scheme.BEARER, Scheme.DPOP) if self.binding.offers(s))
 
     def matches(self, method: str, host: str, path: str) -> bool:
         if self.methods and method not in self.methods:
@@ -103,21 +92,35 @@ class Route:
                 raise AccessDenied("claim_mismatch", f"Route policy refused the token: {rule.describe()}")
 
 
+_UNSEEN: Any = object()
+#: The route of a request that matches none when ``policy.default = "allow"``.
+DEFAULT_ALLOW = Route(name="default")
+#: With no routes configured at all: any sender-constrained token, on any path.
+DEFAULT_ROUTES = (Route(name="default", binding=RouteBinding.BOUND),)
+
+
 @dataclass(frozen=True)
 class Policy:
+    """The routes in order, and what happens to a request that matches none (``deny`` or ``allow``)."""
+
     routes: tuple[Route, ...] = ()
     default: str = "deny"
-    _matches: dict[tuple[str, str, str], Route | None] = field(default_factory=dict, compare=False, repr=False)
+    memo_size: int = 4096
+    _matches: OrderedDict[tuple[str, str, str], Route | None] = field(
+        default_factory=OrderedDict, compare=False, repr=False)
 
     def route_for(self, method: str, host: str, path: str) -> Route | None:
         """The first route that matches (remembered: a deployment sees the same few paths over and over)."""
-        key = (method, host.lower(), path)
-        if key in self._matches:
-            return self._matches[key]
+        key = (method, host, path)
+        memo = self._matches
+        hit = memo.get(key, _UNSEEN)  # one lookup: another thread may drop the entry between two
+        if hit is not _UNSEEN:
+            return hit
         found = next((route for route in self.routes if route.matches(*key)), None)
         if found is None and self.default == "allow":
-            found = Route(name="default")
-        if len(self._matches) >= 4096:  # paths are client-chosen: keep the memo bounded
-            self._matches.clear()
-        self._matches[key] = found
+            found = DEFAULT_ALLOW
+        if len(path) + len(host) <= 512:  # client-chosen: bounded in count and entry size, oldest out
+            memo[key] = found
+            if len(memo) > self.memo_size:
+                memo.popitem(last=False)
         return found

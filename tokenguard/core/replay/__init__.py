@@ -1,31 +1,29 @@
-"""DPoP ``jti`` replay stores (RFC 9449 §11.1) behind one small interface.
+"""DPoP ``jti`` replay stores (RFC 9449 §11.1) behind one small interface, looked up by URL scheme.
 
-``first_use(key, ttl)`` atomically records a key and says whether it was new. Three stores:
+``first_use(key, ttl)`` atomically records a key and says whether it was new. The stores:
 
-* ``memory``: one process only (tests, ``--dev``); bounded, expiring.
-* ``embedded`` (default): SQLite in WAL mode under the state directory, shared by every worker
-  process on the host; atomic through SQLite's write lock, no server to run.
-* ``redis://`` / ``rediss://`` / ``unix://``: any number of workers and hosts (``SET NX PX``).
+* ``memory`` (:mod:`.memory`): one process only (tests, ``--dev``); bounded, expiring.
+* ``embedded`` / ``sqlite:///PATH`` (:mod:`.sqlite`, default): SQLite in WAL mode under the state
+  directory, shared by every worker process on the host.
+* ``redis://`` / ``rediss://`` / ``unix://`` / ``redis+cluster://`` (:mod:`.redis`): many hosts.
 
-A store that cannot answer raises :class:`ReplayStoreUnavailable`; the verifier then fails closed.
-A store that is full refuses too: evicting live entries would reopen the replay window.
+A store that cannot answer raises :class:`~tokenguard.core.errors.ReplayStoreUnavailable`; the
+verifier then fails closed. A store that is full refuses too: evicting live entries would reopen the
+replay window. A new store is one module that registers its schemes with :func:`register_store`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 import os
-import sqlite3
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from tokenguard.core.errors import ReplayStoreUnavailable
 
-class ReplayStoreUnavailable(Exception):
-    """The store could not record the key; nothing may be allowed without replay protection."""
+__all__ = ["ReplayStore", "ReplayStoreUnavailable", "open_replay_store", "register_store", "store_problem"]
 
 
 class ReplayStore(Protocol):
@@ -38,154 +36,49 @@ class ReplayStore(Protocol):
         ...
 
 
-class MemoryReplayStore:
-    """In-process store. Entries are kept in expiry order (constant TTL per verifier)."""
+StoreFactory = Callable[[str, Path, Callable[[], float]], ReplayStore]
+_STORES: dict[str, StoreFactory] = {}
+_USAGES: list[str] = []  # how each registered store is written, for error messages
+_MODULES = ("memory", "sqlite", "redis")
 
-    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
-        self._entries: OrderedDict[str, float] = OrderedDict()
-        self._max = max_entries
-        self._clock = clock
-        self._lock = threading.Lock()
 
-    def first_use(self, key: str, ttl: float) -> bool:
-        now = self._clock()
-        with self._lock:
-            entries = self._entries
-            while entries:
-                oldest_key, expires = next(iter(entries.items()))
-                if expires > now:
-                    break
-                del entries[oldest_key]
-            expires = entries.get(key)
-            if expires is not None and expires > now:
-                return False
-            if len(entries) >= self._max:
-                raise ReplayStoreUnavailable("memory replay store is full")
-            entries[key] = now + ttl
-            entries.move_to_end(key)
-            return True
+def register_store(*schemes: str, usage: str) -> Callable[[StoreFactory], StoreFactory]:
+    """Register a factory for URL schemes (or bare words): ``@register_store("redis", usage="redis://…")``."""
 
-    def ping(self) -> None:
+    def add(factory: StoreFactory) -> StoreFactory:
+        for scheme in schemes:
+            _STORES[scheme] = factory
+        _USAGES.append(usage)
+        return factory
+
+    return add
+
+
+def _registry() -> dict[str, StoreFactory]:
+    if not _STORES:
+        for name in _MODULES:
+            importlib.import_module(f"{__name__}.{name}")
+    return _STORES
+
+
+def scheme_of(spec: str) -> str:
+    """``memory`` and ``embedded`` are bare words; everything else is a URL named by its scheme."""
+    scheme, sep, _ = spec.partition("://")
+    return scheme.lower() if sep else spec
+
+
+def store_problem(spec: str) -> str | None:
+    """Why ``spec`` names no known store (for configuration errors), or None."""
+    if scheme_of(spec) in _registry():
         return None
-
-
-def wal_connection(local: threading.local, path: str | os.PathLike[str],
-                   synchronous: str = "NORMAL") -> sqlite3.Connection:
-    """This thread's connection to a WAL-mode SQLite file, reopened after a fork (never shared)."""
-    conn: sqlite3.Connection | None = getattr(local, "conn", None)
-    if conn is None or getattr(local, "pid", None) != os.getpid():
-        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        local.conn, local.pid = conn, os.getpid()
-    return conn
-
-
-class SqliteReplayStore:
-    """Embedded store shared by all processes on the host (SQLite WAL, one connection per thread)."""
-
-    PURGE_EVERY = 1000
-
-    def __init__(self, path: str | os.PathLike[str], max_entries: int = 1_000_000,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._max = max_entries
-        self._clock = clock
-        self._local = threading.local()
-        self._count = 0
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                self._connection().execute(
-                    "CREATE TABLE IF NOT EXISTS replay (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID")
-                break
-            except sqlite3.OperationalError:
-                # Workers start together, and SQLite answers a concurrent switch to WAL (or creation of
-                # the table) with "database is locked" at once instead of waiting: retry briefly.
-                self._local.conn = None
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-            except sqlite3.DatabaseError:
-                # Not a database any more (a power loss under synchronous=OFF): its entries outlived their
-                # window while the host was down, so set the file aside and start afresh.
-                self._local.conn = None
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.replace(f"{self.path}{suffix}", f"{self.path}.corrupt{suffix}")
-                if time.monotonic() > deadline:
-                    raise
-
-    def _connection(self) -> sqlite3.Connection:
-        # synchronous=OFF: every write still reaches the OS at commit, so a crashed or killed worker loses
-        # nothing; only an OS crash could damage the file, which the constructor then replaces.
-        return wal_connection(self._local, self.path, synchronous="OFF")
-
-    def first_use(self, key: str, ttl: float) -> bool:
-        now = self._clock()
-        try:
-            conn = self._connection()
-            self._count += 1
-            if self._count % self.PURGE_EVERY == 0:
-                conn.execute("DELETE FROM replay WHERE expires <= ?", (now,))
-                (size,) = conn.execute("SELECT count(*) FROM replay").fetchone()
-                if size >= self._max:
-                    raise ReplayStoreUnavailable("embedded replay store is full")
-            cursor = conn.execute(
-                "INSERT INTO replay (key, expires) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE replay.expires <= ?",
-                (key, now + ttl, now))
-            return cursor.rowcount == 1
-        except sqlite3.Error as exc:
-            raise ReplayStoreUnavailable(f"embedded replay store: {type(exc).__name__}") from exc
-
-    def ping(self) -> None:
-        try:
-            self._connection().execute("SELECT 1 FROM replay LIMIT 1").fetchall()
-        except sqlite3.Error as exc:
-            raise ReplayStoreUnavailable(f"embedded replay store: {type(exc).__name__}") from exc
-
-
-class RedisReplayStore:
-    """Store shared by hosts: ``SET key 1 NX PX ttl`` is atomic in Redis."""
-
-    def __init__(self, url: str, prefix: str = "tokenguard:jti:", timeout: float = 0.5) -> None:
-        import redis  # imported here: only deployments that use Redis need the client loaded
-
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
-        if url.startswith("redis+cluster://"):
-            from redis.cluster import RedisCluster
-
-            self._client = RedisCluster.from_url("redis://" + url[len("redis+cluster://"):],
-                                                 socket_timeout=timeout, socket_connect_timeout=timeout)
-        else:
-            self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                                health_check_interval=30)
-        self._prefix = prefix
-
-    def first_use(self, key: str, ttl: float) -> bool:
-        try:
-            return bool(self._client.set(self._prefix + key, b"1", nx=True, px=max(1, int(ttl * 1000))))
-        except self._errors as exc:
-            raise ReplayStoreUnavailable(f"redis replay store: {type(exc).__name__}") from exc
-
-    def ping(self) -> None:
-        try:
-            self._client.ping()
-        except self._errors as exc:
-            raise ReplayStoreUnavailable(f"redis replay store: {type(exc).__name__}") from exc
+    *first, last = _USAGES
+    return f"must be {', '.join(first)} or {last}"
 
 
 def open_replay_store(spec: str, state_dir: str | os.PathLike[str], *,
                       clock: Callable[[], float] = time.time) -> ReplayStore:
-    """``memory``, ``embedded`` (SQLite under ``state_dir``), ``sqlite:///path`` or a Redis URL."""
-    if spec == "memory":
-        return MemoryReplayStore(clock=clock)
-    if spec == "embedded":
-        return SqliteReplayStore(Path(state_dir) / "replay.sqlite3", clock=clock)
-    if spec.startswith("sqlite:///"):
-        return SqliteReplayStore(spec[len("sqlite://"):], clock=clock)
-    if spec.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
-        return RedisReplayStore(spec)
-    raise ValueError("replay store must be 'memory', 'embedded', 'sqlite:///PATH' or a redis:// URL")
+    """Open the store ``spec`` names (``memory``, ``embedded``, ``sqlite:///PATH`` or a Redis URL)."""
+    factory = _registry().get(scheme_of(spec))
+    if factory is None:
+        raise ValueError(f"replay store {spec!r}: {store_problem(spec)}")
+    return factory(spec, Path(state_dir), clock)

@@ -1,114 +1,105 @@
-"""Proxy adapters: rebuild the original request from what nginx, Caddy, Traefik or Envoy send.
+"""Proxy adapters: rebuild the original request from what nginx, Caddy, Traefik or Envoy sent.
 
-Forwarded headers and the client-certificate header are believed only when the sub-request comes
-from ``trusted_proxies``; from anywhere else the request is judged as it arrived (so a forged
-``X-Original-URI`` or certificate header gains nothing). The DPoP ``htu`` is compared with the
-external URL built here, never with the sub-request's own URL (RFC 9449 §4.3 (9), spec R-03).
+An adapter reads an :class:`Incoming` sub-request (what the serving engine received, whatever the
+engine) and returns the :class:`~tokenguard.core.request.AuthRequest` the core decides on. Adapters
+are registered by the endpoint path they answer (``/auth``, ``/envoy/...``); a new proxy convention
+is one module with an adapter class and one :func:`register_adapter` line.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from tokenguard.core.verifier import AuthRequest
+from tokenguard.core.request import AuthRequest
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+if TYPE_CHECKING:
+    from tokenguard.web.adapters.forwarded import ForwardedRequestReader
 
-
-@lru_cache(maxsize=1024)
-def _trusted(networks: tuple[Network, ...], remote_addr: str) -> bool:
-    try:
-        address = ipaddress.ip_address(remote_addr.split("%")[0])
-    except ValueError:
-        return False
-    return any(address in network for network in networks)
+__all__ = ["Adapters", "HeaderSource", "Incoming", "ProxyAdapter", "register_adapter"]
 
 
-def _environ_key(header: str) -> str:
-    return "HTTP_" + header.upper().replace("-", "_")
+class HeaderSource(Protocol):
+    """Request header fields by case-insensitive name, every field line, names exactly as sent."""
+
+    def values(self, name: str) -> tuple[str, ...]:
+        """Every value of the field ``name``; an engine that folds repeated fields gives one joined value."""
+        ...
 
 
-def _values(environ: Mapping[str, Any], header: str) -> tuple[str, ...]:
-    """All values of a header. WSGI servers fold repeated fields into one, joined by commas (R-12)."""
-    raw = environ.get(_environ_key(header))
-    if raw is None:
-        return ()
-    return tuple(part.strip() for part in str(raw).split(","))
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """The auth sub-request as the serving engine received it from the proxy."""
+
+    method: str
+    path: str  # the sub-request's own path: /auth, /envoy/...
+    target: str  # the sub-request's own request target (path and query, as sent)
+    scheme: str  # of the connection from the proxy
+    peer: str | None  # the proxy's address
+    headers: HeaderSource
+
+    def first(self, name: str) -> str | None:
+        values = self.headers.values(name)
+        return values[0].split(",")[0].strip() or None if values else None
 
 
-def _first(environ: Mapping[str, Any], header: str) -> str | None:
-    raw = environ.get(_environ_key(header))
-    if raw is None:
-        return None
-    return str(raw).split(",")[0].strip() or None
+class ProxyAdapter(Protocol):
+    def read(self, incoming: Incoming) -> AuthRequest:
+        """The original request; raises :class:`~tokenguard.core.errors.InvalidRequest` if it cannot be read."""
+        ...
+
+
+AdapterFactory = Callable[["ForwardedRequestReader"], ProxyAdapter]
 
 
 @dataclass(frozen=True)
-class ProxyAdapter:
-    trusted_proxies: tuple[Network, ...]
-    public_url: str | None = None
-    cert_header: str = "X-SSL-Client-Cert"
-    original_method_header: str = "X-Original-Method"
-    original_uri_header: str = "X-Original-URI"
+class _Endpoint:
+    path: str
+    prefix: bool
+    factory: AdapterFactory
 
-    @classmethod
-    def from_config(cls, server: Mapping[str, Any], mtls: Mapping[str, Any], proxy: Mapping[str, Any]
-                    ) -> ProxyAdapter:
-        return cls(trusted_proxies=tuple(ipaddress.ip_network(c, strict=False) for c in server["trusted_proxies"]),
-                   public_url=server["public_url"].rstrip("/") or None, cert_header=mtls["cert_header"],
-                   original_method_header=proxy["original_method_header"],
-                   original_uri_header=proxy["original_uri_header"])
 
-    def trusts(self, remote_addr: str | None) -> bool:
-        """Whether the peer is a trusted proxy (cached: the same few proxies connect all day)."""
-        return _trusted(self.trusted_proxies, remote_addr or "")
+_ENDPOINTS: list[_Endpoint] = []
+_MODULES = ("auth_request", "envoy")
 
-    def _base_url(self, environ: Mapping[str, Any], trusted: bool) -> str:
-        """scheme://host[:port] of the external request."""
-        if self.public_url:
-            return self.public_url
-        scheme = environ.get("wsgi.url_scheme", "http")
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "localhost")
-        port = None
-        if trusted:
-            scheme = (_first(environ, "X-Forwarded-Proto") or scheme).lower()
-            forwarded_host = _first(environ, "X-Forwarded-Host")
-            if forwarded_host:
-                host = forwarded_host
-            port = _first(environ, "X-Forwarded-Port")
-        if port and not host.endswith("]") and ":" not in host:
-            host = f"{host}:{port}"
-        return f"{scheme}://{host}"
 
-    def auth_request(self, environ: Mapping[str, Any]) -> AuthRequest:
-        """nginx ``auth_request`` (``X-Original-*``), Caddy / Traefik (``X-Forwarded-Method/Uri``)."""
-        trusted = self.trusts(environ.get("REMOTE_ADDR"))
-        method = str(environ.get("REQUEST_METHOD", "GET"))
-        uri = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
-        if trusted:
-            method = (_first(environ, self.original_method_header) or _first(environ, "X-Forwarded-Method")
-                      or method)
-            uri = environ.get(_environ_key(self.original_uri_header)) or environ.get(
-                "HTTP_X_FORWARDED_URI") or uri
-        return self._request(environ, trusted, method, str(uri))
+def register_adapter(path: str, *, prefix: bool = False) -> Callable[[AdapterFactory], AdapterFactory]:
+    """Register the adapter that answers ``path`` (or every path under it, with ``prefix``)."""
 
-    def envoy(self, environ: Mapping[str, Any], prefix: str = "/envoy") -> AuthRequest:
-        """Envoy ``ext_authz`` HTTP service: the original method, path under ``path_prefix``, and Host."""
-        trusted = self.trusts(environ.get("REMOTE_ADDR"))
-        uri = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
-        if uri.startswith(prefix):
-            uri = uri[len(prefix):] or "/"
-        return self._request(environ, trusted, str(environ.get("REQUEST_METHOD", "GET")), uri)
+    def add(factory: AdapterFactory) -> AdapterFactory:
+        _ENDPOINTS.append(_Endpoint(path, prefix, factory))
+        return factory
 
-    def _request(self, environ: Mapping[str, Any], trusted: bool, method: str, uri: str) -> AuthRequest:
-        if not uri.startswith("/"):
-            uri = "/" + uri
-        url = self._base_url(environ, trusted) + uri
-        cert = environ.get(_environ_key(self.cert_header)) if trusted else None
-        authorization = environ.get("HTTP_AUTHORIZATION")
-        return AuthRequest(method=method, url=url, authorization=() if authorization is None else (authorization,),
-                           dpop=_values(environ, "DPoP"), client_cert=cert)
+    return add
+
+
+def _endpoints() -> list[_Endpoint]:
+    if not _ENDPOINTS:
+        for name in _MODULES:
+            importlib.import_module(f"{__name__}.{name}")
+    return _ENDPOINTS
+
+
+class Adapters:
+    """Every registered adapter, built once for a deployment's trust and certificate settings."""
+
+    def __init__(self, reader: ForwardedRequestReader) -> None:
+        self._exact: dict[str, ProxyAdapter] = {}
+        self._prefixed: list[tuple[str, ProxyAdapter]] = []
+        for endpoint in _endpoints():
+            adapter = endpoint.factory(reader)
+            if endpoint.prefix:
+                self._prefixed.append((endpoint.path, adapter))
+            self._exact[endpoint.path] = adapter
+
+    def for_path(self, path: str) -> ProxyAdapter | None:
+        """The adapter answering ``path``, or None (then the path is not an auth endpoint)."""
+        adapter = self._exact.get(path)
+        if adapter is not None:
+            return adapter
+        for prefix, candidate in self._prefixed:
+            if path.startswith(prefix + "/"):
+                return candidate
+        return None

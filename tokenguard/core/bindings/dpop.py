@@ -1,0 +1,42 @@
+"""DPoP-bound tokens (RFC 9449 §6, §7): a valid proof for this request, signed by the key ``cnf.jkt`` names."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokenguard.core.bindings import Confirmation
+from tokenguard.core.bindings.base import Binding, Scheme
+from tokenguard.core.dpop import DpopVerifier
+from tokenguard.core.errors import InvalidRequest, InvalidToken
+from tokenguard.core.policy import ReplayMode
+
+if TYPE_CHECKING:
+    from tokenguard.core.policy import Route
+    from tokenguard.core.request import AuthRequest
+
+
+class DpopBinding:
+    binding = Binding.DPOP
+    cnf_member = "jkt"
+
+    def __init__(self, verifier: DpopVerifier) -> None:
+        self.verifier = verifier
+
+    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
+                thumbprint: str | None) -> Confirmation:
+        if scheme is not Scheme.DPOP:  # RFC 9449 §7.2: a DPoP-bound token sent as a bearer token
+            raise InvalidToken("dpop_token_as_bearer", "DPoP-bound access token sent with the Bearer scheme")
+        if not route.binding.accepts(self.binding):
+            raise InvalidToken("binding_not_allowed", "This resource requires a certificate-bound token")
+        if not request.dpop:  # §7.1: the DPoP scheme requires a proof
+            raise InvalidRequest("dpop_proof_missing", "DPoP proof is missing")
+        proof = self.verifier.verify(request.dpop, htm=request.method, htu=request.target.htu, access_token=token,
+                                     require_nonce=route.dpop_nonce, consume=route.replay is ReplayMode.CONSUME)
+        if proof.jkt != thumbprint:  # §4.3 (12), Fig 16
+            raise InvalidToken("dpop_key_mismatch", "Invalid DPoP key binding")
+        nonces = self.verifier.nonces
+        if route.dpop_nonce and nonces is not None:
+            current = nonces.issue()
+            if proof.nonce != current:
+                return Confirmation(nonce=current)  # §8.2: hand out the next nonce with the success response
+        return Confirmation()

@@ -1,0 +1,114 @@
+"""Wiring, in one place: a :class:`~tokenguard.settings.Config` in, the verifier and the auth service out.
+
+Used by the server, the WSGI entry point, ``explain``, the mock IdP's tests and the project's tests.
+Everything the core needs from outside -- the clock, how keys and introspection answers are fetched,
+the replay store, the nonce secret -- is decided here and injected.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+
+from tokenguard.core.access_token import AccessTokenValidator, Issuer
+from tokenguard.core.bindings import Bindings
+from tokenguard.core.bindings.bearer import BearerBinding
+from tokenguard.core.bindings.dpop import DpopBinding
+from tokenguard.core.bindings.mtls import MtlsBinding
+from tokenguard.core.dpop import DpopVerifier
+from tokenguard.core.introspection import Introspector, PostForm
+from tokenguard.core.jwks import JwksCache
+from tokenguard.core.metadata import FetchJson
+from tokenguard.core.nonce import RS_LABEL, NonceIssuer
+from tokenguard.core.replay import ReplayStore, open_replay_store
+from tokenguard.core.verifier import Verifier
+from tokenguard.files import read_or_create
+from tokenguard.outbound import http_fetch_json, http_post_form
+from tokenguard.settings import Config
+from tokenguard.settings.loader import read_secret
+from tokenguard.web.adapters import Adapters
+from tokenguard.web.adapters.forwarded import ForwardedRequestReader, ProxyTrust
+from tokenguard.web.responses import Responder
+from tokenguard.web.service import AuthService
+
+Clock = Callable[[], float]
+
+
+def nonce_secret(config: Config) -> bytes:
+    """The nonce secret: configured, or generated once per host under the state directory."""
+    secret = read_secret(config.dpop.nonce_secret, config.dpop.nonce_secret_file, config.source,
+                         "dpop.nonce_secret")
+    if secret:
+        return secret.encode()
+    # Workers start concurrently: the file is created atomically once and every process reads it.
+    return read_or_create(config.state_dir / "nonce.secret", lambda: secrets.token_urlsafe(32).encode()).strip()
+
+
+def core_bindings(dpop: DpopVerifier) -> Bindings:
+    """The binding registry: DPoP (``cnf.jkt``), mTLS (``cnf["x5t#S256"]``) and unbound bearer tokens."""
+    return Bindings([DpopBinding(dpop), MtlsBinding(), BearerBinding()])
+
+
+def build_issuers(config: Config, *, fetch: FetchJson, post: PostForm, clock: Clock,
+                  on_jwks_fetch: Callable[[str, bool], None] | None = None) -> list[Issuer]:
+    issuers = []
+    for i, item in enumerate(config.issuers):
+        introspector = None
+        if item.introspection_client_id:
+            endpoint = item.introspection_endpoint or item.issuer.rstrip("/") + "/introspect"
+            secret = read_secret(item.introspection_client_secret, item.introspection_client_secret_file,
+                                 config.source, f"issuer[{i}].introspection_client_secret")
+            introspector = Introspector(endpoint, item.introspection_client_id, secret, post=post,
+                                        cache_ttl=item.introspection_cache_ttl, clock=clock)
+        jwks = JwksCache(item.issuer, jwks_uri=item.jwks_uri or None, fetch=fetch, ttl=config.token.jwks_ttl,
+                         cooldown=config.token.jwks_refresh_cooldown, on_fetch=on_jwks_fetch)
+        issuers.append(Issuer(item.issuer, jwks=jwks, introspector=introspector, audiences=item.audience))
+    return issuers
+
+
+def build_verifier(config: Config, *, clock: Clock | None = None, fetch: FetchJson | None = None,
+                   post: PostForm | None = None, replay: ReplayStore | None = None,
+                   on_jwks_fetch: Callable[[str, bool], None] | None = None) -> Verifier:
+    """The pure core, wired from a config: issuers and their key sources, bindings, replay store, policy."""
+    now = clock or time.time
+    token = config.token
+    issuers = build_issuers(config, fetch=fetch or http_fetch_json(timeout=token.http_timeout),
+                            post=post or http_post_form(timeout=token.http_timeout), clock=now,
+                            on_jwks_fetch=on_jwks_fetch)
+    validator = AccessTokenValidator(issuers, audiences=token.audience, algs=token.algs, leeway=token.leeway,
+                                     required_claims=token.required_claims, require_typ=token.require_typ,
+                                     clock=now, cache_size=token.cache_size)
+    dpop = config.dpop
+    nonces = NonceIssuer(nonce_secret(config), RS_LABEL, step=dpop.nonce_step,
+                         accept_steps=dpop.nonce_accept_steps, clock=now)
+    if replay is None:
+        replay = open_replay_store(config.replay.store, config.state_dir, clock=now)
+    dpop_verifier = DpopVerifier(algs=dpop.algs, replay=replay, nonces=nonces, iat_past=dpop.iat_past,
+                                 iat_future=dpop.iat_future, max_proof_bytes=dpop.max_proof_bytes,
+                                 max_jti_length=dpop.max_jti_length, clock=now)
+    return Verifier(validator, core_bindings(dpop_verifier), config.policy, replay=replay, nonces=nonces)
+
+
+def build_responder(config: Config) -> Responder:
+    return Responder(realm=config.server.realm, auth_request_mode=config.server.mode == "auth_request",
+                     dpop_algs=config.dpop.algs, fail_status=config.server.fail_status)
+
+
+def build_adapters(config: Config) -> Adapters:
+    trust = ProxyTrust.from_cidrs(config.server.trusted_proxies, config.server.public_url)
+    return Adapters(ForwardedRequestReader(trust, cert_header=config.mtls.cert_header,
+                                           cert_format=config.mtls.cert_format,
+                                           method_header=config.proxy.original_method_header,
+                                           uri_header=config.proxy.original_uri_header))
+
+
+def build_service(config: Config, verifier: Verifier | None = None, **verifier_options: object) -> AuthService:
+    """The auth service for a config; ``verifier`` may be injected (tests), else it is built here."""
+    if verifier is None:
+        from tokenguard.web import metrics
+
+        verifier_options.setdefault("on_jwks_fetch", metrics.on_jwks_fetch)
+        verifier = build_verifier(config, **verifier_options)  # type: ignore[arg-type]
+    return AuthService(verifier, build_adapters(config), build_responder(config),
+                       log_decisions=config.server.log_decisions)

@@ -22,15 +22,17 @@ stop: venv
 	$(PY) scripts/run_demo.py --stop
 
 ## The whole suite: unit, service, real nginx / Caddy / Redis integration, conformance.
-test: venv
-	$(PY) -m ruff check tokenguard idp_mock tests scripts
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration"
 
+## ruff, the type checker (mypy) and the import contracts (the core stays pure, the suite independent).
 lint: venv
 	$(PY) -m ruff check tokenguard idp_mock tests scripts
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 ## Core micro-benchmark: full DPoP verification vs the raw signature floor, per replay store.
 bench: venv

@@ -35,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     from gunicorn.app.base import BaseApplication
 
-    class Gunicorn(BaseApplication):  # type: ignore[misc]
+    class Gunicorn(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{config.host}:{config.port}")
             self.cfg.set("workers", config.workers)

@@ -216,7 +216,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         form_id = data.get("client_id")
         if client is not None and form_id is not None and form_id != client.client_id:
             raise InvalidClientError(description="client_id does not match the client assertion")
-        return client  # type: ignore[no-any-return]
+        return client
 
     def get_audiences(self) -> list[str]:
         return self._audiences()

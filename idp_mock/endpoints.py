@@ -31,7 +31,7 @@ ASSERTION_ALGS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"]
 
 
 def idp() -> Idp:
-    return current_app.extensions["idp_mock"]  # type: ignore[no-any-return]
+    return current_app.extensions["idp_mock"]
 
 
 def json_response(body: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -56,7 +56,7 @@ class Introspection(IntrospectionEndpoint):
 
     def create_endpoint_response(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
         idp().server.check_parameters(request)
-        return super().create_endpoint_response(request)  # type: ignore[no-any-return]
+        return super().create_endpoint_response(request)
 
 
 class Revocation(RevocationEndpoint):
@@ -72,7 +72,7 @@ class Revocation(RevocationEndpoint):
 
     def create_endpoint_response(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
         idp().server.check_parameters(request)
-        return super().create_endpoint_response(request)  # type: ignore[no-any-return]
+        return super().create_endpoint_response(request)
 
 
 bp = Blueprint("idp", __name__, root_path=os.path.dirname(__file__))
@@ -138,7 +138,7 @@ def authorize() -> Response:
         grant = server.get_consent_grant(oauth, end_user=user)
     except OAuth2Error as error:
         return server.handle_error_response(req, error)
-    return server.create_authorization_response(oauth, grant_user=user, grant=grant)  # type: ignore[no-any-return]
+    return server.create_authorization_response(oauth, grant_user=user, grant=grant)
 
 
 def _pushed_request(i: Idp, req: IdpRequest, request_uri: str) -> ParamsRequest:
@@ -191,17 +191,17 @@ def par() -> Response:
 # -- token, introspection, revocation -----------------------------------------------------------
 @bp.post("/token")
 def token() -> Response:
-    return idp().server.create_token_response()  # type: ignore[no-any-return]
+    return idp().server.create_token_response()
 
 
 @bp.post("/introspect")
 def introspect() -> Response:
-    return idp().server.create_endpoint_response("introspection")  # type: ignore[no-any-return]
+    return idp().server.create_endpoint_response("introspection")
 
 
 @bp.post("/revoke")
 def revoke() -> Response:
-    return idp().server.create_endpoint_response("revocation")  # type: ignore[no-any-return]
+    return idp().server.create_endpoint_response("revocation")
 
 
 # -- userinfo ---------------------------------------------------------------------------------------

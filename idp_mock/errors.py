@@ -12,7 +12,7 @@ from tokenguard.core.errors import safe_text
 
 class SafeError(OAuth2Error):
     def __init__(self, description: str | None = None, **kwargs: object) -> None:
-        super().__init__(safe_text(description) if description else None, **kwargs)  # type: ignore[arg-type]
+        super().__init__(safe_text(description) if description else None, **kwargs)
 
 
 class InvalidDpopProofError(SafeError):

@@ -61,7 +61,7 @@ class IdpGrant:
 
     @property
     def idp(self) -> Idp:
-        return self.server.idp  # type: ignore[no-any-return]
+        return self.server.idp
 
     def validate_requested_scope(self) -> None:
         """Scopes are checked per client in :meth:`granted_scope`."""

@@ -21,7 +21,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .keys import generate_jwk
 
 MTLS_SUBJECT = "CN=mtls1,O=idp-mock demo,C=US"
-SELF_SIGNED_SUBJECT = "CN=selfsigned1,O=idp-mock demo"
 
 
 def _name(cn: str) -> x509.Name:

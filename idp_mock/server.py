@@ -107,7 +107,7 @@ class IdpRequest(FlaskOAuth2Request):
         OAuth2Request.__init__(self, request.method, "https://placeholder.invalid/", headers=request.headers)
         self.uri = url
         self._request = request
-        self.payload = _FormPayload(values)  # type: ignore[assignment]
+        self.payload = _FormPayload(values)
         self.dpop_proof: Any = None
         self.client_cert: bytes | None = None
         self.client_cert_error = False
@@ -124,7 +124,7 @@ class ParamsRequest(OAuth2Request):
     def __init__(self, base: IdpRequest, params: dict[str, str]) -> None:
         OAuth2Request.__init__(self, base.method, "https://placeholder.invalid/", headers=base.headers)
         self.uri = base.uri
-        self.payload = BasicOAuth2Payload(params)  # type: ignore[assignment]
+        self.payload = BasicOAuth2Payload(params)
         self.dpop_proof = None
         self.client_cert = base.client_cert
         self.pushed = True
@@ -217,7 +217,7 @@ class IdpServer(AuthorizationServer):
         """RFC 6749 §5.2 JSON, ``Cache-Control: no-store``; ``invalid_client`` is 401 with a Basic
         challenge (a 401 must carry one, RFC 9110 §15.5.2); ``use_dpop_nonce`` adds ``DPoP-Nonce``."""
         if error.redirect_uri:
-            return super().handle_error_response(request, error)  # type: ignore[no-any-return]
+            return super().handle_error_response(request, error)
         body: dict[str, str] = {"error": error.error}
         if error.description:
             body["error_description"] = safe_text(str(error.description))

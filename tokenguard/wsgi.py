@@ -2,16 +2,16 @@
 
 ``tokenguard serve`` runs it under granian when ``server.engine = "granian"``; granian re-imports this
 module in fresh workers on SIGHUP, and a new config that does not validate is refused (and logged) in
-favour of the last valid one (:mod:`tokenguard.web.serving.reload`).
+favour of the last valid one (:mod:`tokenguard.serving.reload`).
 """
 
 from __future__ import annotations
 
 import gc
 
+from tokenguard.serving.reload import load_for_worker
 from tokenguard.settings.wiring import build_service
 from tokenguard.web.app import create_app
-from tokenguard.web.serving.reload import load_for_worker
 
 _config = load_for_worker()
 application = create_app(build_service(_config), log_level=_config.server.log_level)

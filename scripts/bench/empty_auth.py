@@ -1,6 +1,6 @@
 """Baseline (1b) of ``make bench-e2e``: an empty ``/auth`` served exactly as ``tokenguard serve`` serves it.
 
-Same gunicorn settings (``tokenguard.web.serving.gunicorn_settings``), same Flask app with the same WSGI
+Same gunicorn settings (``tokenguard.serving.gunicorn_settings``), same Flask app with the same WSGI
 dispatch in front; only the auth endpoint answers 200 without verifying anything.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from tokenguard.serving.gunicorn import gunicorn_settings
 from tokenguard.settings import parse_config
 from tokenguard.settings.wiring import build_service
 from tokenguard.web.app import create_app
-from tokenguard.web.serving.gunicorn import gunicorn_settings
 
 
 def empty_auth(environ: dict[str, Any], start_response: Any) -> list[bytes]:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support import free_port  # noqa: F401 - used by the suite's tests
 from werkzeug.serving import make_server
 
 from tokenguard.conformance.model import Result
 from tokenguard.conformance.runner import collect, parser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

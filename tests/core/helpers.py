@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import support
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -130,15 +131,11 @@ def x5t(cert: x509.Certificate) -> str:
 
 
 # -- fakes -----------------------------------------------------------------------------------------
-class Clock:
+class Clock(support.Clock):
+    """The shared settable clock, starting at the spec's ``T0``."""
+
     def __init__(self, now: float = T0) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(now)
 
 
 class FakeJwks:

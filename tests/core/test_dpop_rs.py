@@ -26,6 +26,7 @@ from .helpers import (
     b64u_json,
     public_key_jwk,
     sha256_b64u,
+    thumb,
 )
 
 Case = Callable[[Env], AuthRequest]
@@ -169,6 +170,12 @@ NEGATIVE: dict[str, tuple[Case, tuple[str, ...]]] = {
 }
 
 
+def _bound_to(env: Env, key: Any, alg: str) -> AuthRequest:
+    """A token bound to ``key`` (not K1) and a proof that ``key`` signs with ``alg``."""
+    token = env.token({"cnf": {"jkt": thumb(public_key_jwk(key))}})
+    return env.b_dpop(env.proof(key=key, alg=alg, token=token), token=token)
+
+
 def _write_request(env: Env, htm: str) -> AuthRequest:
     token = env._memo("at_d_write", lambda: env.token({"cnf": {"jkt": env.jkt1}, "scope": "write"}))
     proof = env.proof({"htm": htm, "htu": WRITE_URL}, token=token)
@@ -211,22 +218,14 @@ POSITIVE: dict[str, Case] = {
     "DPOP-RS-30-b-iat-8s-future": with_proof(lambda env: env.proof({"iat": T0 + 8})),
     "DPOP-RS-32-a-iat-55s-past": with_proof(lambda env: env.proof({"iat": T0 - 55})),
     "DPOP-RS-33-a-nbf-and-exp": with_proof(lambda env: env.proof({"nbf": T0, "exp": T0 + 300})),
-    "DPOP-RS-baseline-PS256": with_proof(lambda env: env.proof(key=env.keys.KR, alg="PS256")),
-    "DPOP-RS-baseline-EdDSA": with_proof(lambda env: env.proof(key=env.keys.KE, alg="EdDSA")),
+    "DPOP-RS-baseline-PS256": lambda env: _bound_to(env, env.keys.KR, "PS256"),
+    "DPOP-RS-baseline-EdDSA": lambda env: _bound_to(env, env.keys.KE, "EdDSA"),
 }
 
 
 @pytest.mark.parametrize("case_id", list(POSITIVE), ids=list(POSITIVE))
 def test_dpop_proof_accepted(env: Env, case_id: str) -> None:
-    request = POSITIVE[case_id](env)
-    if case_id.endswith(("PS256", "EdDSA")):
-        key = env.keys.KR if case_id.endswith("PS256") else env.keys.KE
-        from .helpers import thumb
-
-        token = env.token({"cnf": {"jkt": thumb(public_key_jwk(key))}})
-        alg = "PS256" if key is env.keys.KR else "EdDSA"
-        request = env.b_dpop(env.proof(key=key, alg=alg, token=token), token=token)
-    d = env.decide(request)
+    d = env.decide(POSITIVE[case_id](env))
     assert_allowed(d)
     assert d.binding == "dpop"
     assert ("X-Auth-Binding", "dpop") in d.headers

@@ -48,17 +48,6 @@ def pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
-class Clock:
-    """A settable clock for the app (freezegun cannot reach callables bound at construction)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def tick(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="session")

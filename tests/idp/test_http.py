@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from support import free_port
 
 from tokenguard.core.dpop import create_proof
 from tokenguard.core.jwk import thumbprint
@@ -23,11 +23,6 @@ from .conftest import REDIRECT, decode_jwt, escaped_pem, pkce
 
 MTLS = "https://localhost:9443"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from support import Clock
+
 from tokenguard.core.jwk import thumbprint
 
-from .conftest import Clock, Idp, decode_jwt, escaped_pem
+from .conftest import Idp, decode_jwt, escaped_pem
 
 RS = ("rs1", "rs1-secret")
 
@@ -49,7 +51,7 @@ def test_INT_AS_03_expired_revoked_unknown(make_idp: Callable[..., Idp]) -> None
     idp = make_idp(clock=clock)
     token = idp.client_credentials().json["access_token"]
     assert idp.post("/introspect", {"token": token}, auth=RS).json["active"] is True
-    clock.tick(601)
+    clock.advance(601)
     expired = idp.post("/introspect", {"token": token}, auth=RS)
     assert expired.status_code == 200 and expired.json == {"active": False}
     idp = make_idp(state_dir=str(idp.state) + "-2")

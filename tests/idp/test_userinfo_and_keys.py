@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from support import Clock
+
 from idp_mock.cli import main as cli_main
 from idp_mock.keys import KeyManager
 
-from .conftest import ISS, Clock, Idp, decode_jwt, escaped_pem
+from .conftest import ISS, Idp, decode_jwt, escaped_pem
 
 USERINFO = ISS + "/userinfo"
 
@@ -86,10 +88,10 @@ def test_rotation_publishes_before_signing(tmp_path: Path) -> None:
     assert len(staged) == 1
     assert {k["kid"] for k in keys.public_jwks()["keys"]} == {old_kid, staged[0]}
     assert keys.signing_key()[0] == old_kid  # published, not yet signing
-    clock.tick(301)
+    clock.advance(301)
     assert keys.signing_key()[0] == staged[0]
     assert old_kid in {k["kid"] for k in keys.public_jwks()["keys"]}  # retired, still published
-    clock.tick(901)
+    clock.advance(901)
     assert {k["kid"] for k in keys.public_jwks()["keys"]} == {staged[0]}
 
 

@@ -32,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
+from support import free_port, port_open  # noqa: F401 - re-exported for the integration tests
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 NGINX_DIR = DEPLOY / "nginx"
@@ -44,20 +46,6 @@ Headers = Sequence[tuple[str, str]]
 
 
 # ---------------------------------------------------------------------------------------------- ports
-
-
-def free_port() -> int:
-    """A currently unused loopback TCP port (there is a small race until the server binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    """True when something accepts TCP connections on host:port."""
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
-    return False
 
 
 # ------------------------------------------------------------------------------------------ processes

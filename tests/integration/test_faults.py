@@ -21,6 +21,7 @@ from pathlib import Path
 
 import harness
 import pytest
+from support import wait_for
 
 from tokenguard.core.dpop import create_proof
 
@@ -37,15 +38,6 @@ path = "/dpop*"
 binding = "dpop"
 """
 HANG_BOUND = 15.0  # "bounded, not hanging": far above the 1 s http_timeout, far below nginx/gunicorn limits
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Poll `condition` until it holds; fail with `what` after a generous deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def bearer(issuer: harness.StubIssuer) -> list[tuple[str, str]]:

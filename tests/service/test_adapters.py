@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from joserfc import jwk
+from support import self_signed_cert
 
 from tokenguard.core.b64 import sha256_b64url
 from tokenguard.core.dpop import create_proof
@@ -22,16 +19,6 @@ NGINX = {"X-Original-Method": "GET", "X-Original-URI": "/resource?x=1", "X-Forwa
 def dpop_headers(token: str, key: dict[str, Any], url: str = "https://api.test/resource",
                  method: str = "GET") -> dict[str, str]:
     return {"Authorization": "DPoP " + token, "DPoP": create_proof(key, htm=method, htu=url, access_token=token)}
-
-
-def self_signed() -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")])
-    now = datetime.datetime.now(datetime.UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
 
 
 def test_nginx_headers_rebuild_the_external_url(make_client, issuer) -> None:
@@ -68,7 +55,7 @@ def test_forwarded_headers_from_untrusted_peer_are_ignored(make_client, issuer) 
 
 
 def test_certificate_header_from_untrusted_peer_is_ignored(make_client, issuer) -> None:
-    cert = self_signed()
+    cert = self_signed_cert()
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     token = issuer.token(cnf={"x5t#S256": sha256_b64url(cert.public_bytes(serialization.Encoding.DER))})
     client = make_client()
@@ -94,7 +81,7 @@ def test_traefik_certificate_as_base64_der(make_client, issuer) -> None:
     import base64
     from urllib.parse import quote
 
-    cert = self_signed()
+    cert = self_signed_cert()
     der = cert.public_bytes(serialization.Encoding.DER)
     token = issuer.token(cnf={"x5t#S256": sha256_b64url(der)})
     client = make_client({"mtls": {"cert_header": "X-Forwarded-Tls-Client-Cert", "cert_format": "base64-der"}})
@@ -107,7 +94,7 @@ def test_traefik_certificate_as_base64_der(make_client, issuer) -> None:
 def test_envoy_ext_authz_path_prefix_and_xfcc(make_client, issuer) -> None:
     from urllib.parse import quote
 
-    cert = self_signed()
+    cert = self_signed_cert()
     der = cert.public_bytes(serialization.Encoding.DER)
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     token = issuer.token(cnf={"x5t#S256": sha256_b64url(der)})

@@ -358,7 +358,7 @@ def _import(module: str, verb: str) -> Any:
 
 
 #: verb -> module with ``add_arguments(parser)`` and ``run(args) -> int``.
-DELEGATED = {"serve": "tokenguard.web.serving", "conformance": "tokenguard.conformance"}
+DELEGATED = {"serve": "tokenguard.serving", "conformance": "tokenguard.conformance"}
 
 
 def _delegate(module: Any, parser: argparse.ArgumentParser) -> None:

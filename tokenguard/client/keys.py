@@ -77,7 +77,7 @@ def parse_jwk(text: str, source: str, *, private: bool) -> dict[str, Any]:
     """Parse one JWK (or a JWK Set holding exactly one key) and check that it is usable."""
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ClientError(f"{source}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if isinstance(value, dict) and isinstance(value.get("keys"), list) and len(value["keys"]) == 1:
         value = value["keys"][0]

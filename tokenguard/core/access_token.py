@@ -163,7 +163,8 @@ class AccessTokenValidator:
             raise InvalidToken("token_bad_typ", "Access token typ is not at+jwt")
         if "crit" in header:
             raise InvalidToken("token_crit", "Access token has critical header parameters")
-        issuer = self.issuers.get(claims.get("iss")) if isinstance(claims.get("iss"), str) else None
+        iss = claims.get("iss")
+        issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None or issuer.jwks is None:
             raise InvalidToken("token_unknown_issuer", "Access token issuer is not trusted")
         kid = header.get("kid")

@@ -243,9 +243,10 @@ def create_proof(private_jwk: Mapping[str, Any], *, htm: str, htu: str, access_t
     from tokenguard.core.jwk import public_jwk
 
     alg = alg or private_jwk.get("alg") or default_alg(private_jwk)
-    header = {"typ": "dpop+jwt", "alg": alg, "jwk": public_jwk(private_jwk)}
-    header["jwk"].pop("alg", None)
-    header["jwk"].pop("kid", None)
+    jwk = public_jwk(private_jwk)
+    jwk.pop("alg", None)
+    jwk.pop("kid", None)
+    header = {"typ": "dpop+jwt", "alg": alg, "jwk": jwk}
     claims: dict[str, Any] = {"jti": jti or str(uuid.uuid4()), "htm": htm, "htu": htu.split("#")[0].split("?")[0],
                               "iat": int(time.time() if iat is None else iat)}
     if access_token is not None:

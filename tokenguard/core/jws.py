@@ -19,13 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from tokenguard.core.b64 import b64url_decode
 from tokenguard.core.jwk import PublicKey
 
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_HASHES: dict[str, hashes.HashAlgorithm] = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}
 _EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
 # Algorithm objects are immutable: build them once rather than on every verification.
-_ECDSA = {alg: ec.ECDSA(_HASHES[alg[2:]]()) for alg in _EC_SIZES}
+_ECDSA = {alg: ec.ECDSA(_HASHES[alg[2:]]) for alg in _EC_SIZES}
 _RSA: dict[str, tuple[padding.AsymmetricPadding, hashes.HashAlgorithm]] = {
-    **{f"RS{n}": (padding.PKCS1v15(), h()) for n, h in _HASHES.items()},
-    **{f"PS{n}": (padding.PSS(mgf=padding.MGF1(h()), salt_length=h.digest_size), h()) for n, h in _HASHES.items()},
+    **{f"RS{n}": (padding.PKCS1v15(), h) for n, h in _HASHES.items()},
+    **{f"PS{n}": (padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size), h) for n, h in _HASHES.items()},
 }
 
 

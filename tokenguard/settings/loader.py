@@ -10,14 +10,15 @@ report them all. tokenguard's config and the mock IdP's share this loader and it
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 _TRUE = ("1", "true", "yes", "on")
@@ -88,7 +89,7 @@ def read_secret(value: str, file: str, source: str, key: str) -> str:
     return value
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A TOML file as a dict; an unreadable or invalid file is a :class:`ConfigError` naming it."""
     source = str(path)
     try:
@@ -107,7 +108,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 @cache
-def _kinds(cls: type) -> dict[str, Any]:
+def _kinds(cls: Any) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
@@ -191,7 +192,7 @@ def read_table(cls: type[T], table: Any, *, source: str, where: str, problems: P
     if not isinstance(table, dict):
         problems.add(source, where or "-", "must be a table")
         return None
-    kinds = _kinds(cls)
+    kinds = _kinds(cast(Hashable, cls))
     for key in sorted(set(table) - set(kinds) - set(skip)):
         problems.add(source, f"{prefix}{key}", "unknown key")
     values: dict[str, Any] = {}

@@ -33,8 +33,13 @@ class Confirmation:
 class BindingMethod(Protocol):
     """One way of binding a token: its kind, its ``cnf`` member (None: unbound), and its check."""
 
-    binding: Binding
-    cnf_member: str | None
+    @property
+    def binding(self) -> Binding: ...
+
+    @property
+    def cnf_member(self) -> str | None:
+        """The ``cnf`` member that selects this binding (RFC 7800 §3.1), or None for unbound tokens."""
+        ...
 
     def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
                 thumbprint: str | None) -> Confirmation:

@@ -30,8 +30,8 @@ class MemoryReplayStore:
                 if expires > now:
                     break
                 del entries[oldest_key]
-            expires = entries.get(key)
-            if expires is not None and expires > now:
+            current = entries.get(key)
+            if current is not None and current > now:
                 return False
             if len(entries) >= self._max:
                 raise ReplayStoreUnavailable("memory replay store is full")

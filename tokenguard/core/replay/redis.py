@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tokenguard.core.errors import ReplayStoreUnavailable
 from tokenguard.core.replay import ReplayStore, register_store
@@ -19,6 +20,7 @@ class RedisReplayStore:
         import redis  # imported here: only deployments that use Redis need the client loaded
 
         self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._client: Any
         if url.startswith("redis+cluster://"):
             from redis.cluster import RedisCluster
 

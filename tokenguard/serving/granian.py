@@ -1,7 +1,7 @@
 """granian's WSGI mode: each worker builds the app from :mod:`tokenguard.wsgi`.
 
 On SIGHUP granian respawns the workers; a config that no longer validates is refused there in favour
-of the last valid one (:func:`tokenguard.web.serving.reload.load_for_worker`).
+of the last valid one (:func:`tokenguard.serving.reload.load_for_worker`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tokenguard.web.serving import Launch
-from tokenguard.web.serving.reload import LAST_GOOD_ENV, WORKERS_ENV, keep_last_good
+from tokenguard.serving import Launch
+from tokenguard.serving.reload import LAST_GOOD_ENV, WORKERS_ENV, keep_last_good
 
 
 def serve(launch: Launch) -> int:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenguard.web.serving import Launch
-from tokenguard.web.serving.reload import ConfigGuard
+from tokenguard.serving import Launch
+from tokenguard.serving.reload import ConfigGuard
 
 
 def gunicorn_settings(listen: str, workers: int, threads: int) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def serve(launch: Launch) -> int:
 
     guard = ConfigGuard(launch.path, launch.workers, launch.config)
 
-    class TokenguardApplication(BaseApplication):  # type: ignore[misc]
+    class TokenguardApplication(BaseApplication):
         def load_config(self) -> None:
             if getattr(self, "_started", False):  # a SIGHUP reload, not the first load
                 guard.reload()

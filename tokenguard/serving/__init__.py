@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tokenguard.serving.reload import refusal
 from tokenguard.settings import Config, ConfigError, load_config
-from tokenguard.web.serving.reload import refusal
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Launch:
 
 
 Engine = Callable[[Launch], int]
-ENGINES: dict[str, str] = {"gunicorn": "tokenguard.web.serving.gunicorn", "granian": "tokenguard.web.serving.granian"}
+ENGINES: dict[str, str] = {"gunicorn": "tokenguard.serving.gunicorn", "granian": "tokenguard.serving.granian"}
 
 
 def engine(name: str) -> Engine:

@@ -94,28 +94,31 @@ class Client(ClientMixin):
 
 def _check(meta: ClientConfig) -> Client:
     where = f"client {meta.client_id!r}"
+    source = "<clients>"
     method = meta.token_endpoint_auth_method
     methods = tuple(m.strip() for m in method.split())
     if not methods or any(m not in AUTH_METHODS for m in methods):
-        raise ConfigError(f"{where}: token_endpoint_auth_method must be among {', '.join(AUTH_METHODS)}")
+        raise ConfigError(source, where, f"token_endpoint_auth_method must be among {', '.join(AUTH_METHODS)}")
     if "none" in methods and len(methods) > 1:
-        raise ConfigError(f"{where}: a public client (none) has no other authentication method")
+        raise ConfigError(source, where, "a public client (none) has no other authentication method")
     if set(methods) & set(SECRET_METHODS) and not meta.client_secret:
-        raise ConfigError(f"{where}: client_secret is required for {method}")
+        raise ConfigError(source, where, f"client_secret is required for {method}")
     if bad := set(meta.grant_types) - set(GRANT_TYPES):
-        raise ConfigError(f"{where}: unsupported grant_types {sorted(bad)}")
+        raise ConfigError(source, where, f"unsupported grant_types {sorted(bad)}")
     if "none" in methods and "client_credentials" in meta.grant_types:
-        raise ConfigError(f"{where}: a public client cannot use client_credentials (RFC 6749 §4.4)")
+        raise ConfigError(source, where, "a public client cannot use client_credentials (RFC 6749 §4.4)")
     if "authorization_code" in meta.grant_types and not meta.redirect_uris:
-        raise ConfigError(f"{where}: authorization_code needs redirect_uris")
+        raise ConfigError(source, where, "authorization_code needs redirect_uris")
     if "tls_client_auth" in methods:
         subject = [f for f in ("tls_client_auth_subject_dn", *SAN_FIELDS) if getattr(meta, f)]
         if len(subject) != 1:  # RFC 8705 §2.1.2: exactly one
-            raise ConfigError(f"{where}: tls_client_auth needs exactly one tls_client_auth_subject_dn / _san_*")
+            raise ConfigError(source, where, "tls_client_auth needs exactly one tls_client_auth_subject_dn / _san_*")
+    if meta.jwks is not None and not isinstance(meta.jwks.get("keys"), list):
+        raise ConfigError(source, where, "jwks must be a JWK Set table with a keys array")
     if meta.access_token_format not in ("jwt", "opaque"):
-        raise ConfigError(f"{where}: access_token_format must be jwt or opaque")
+        raise ConfigError(source, where, "access_token_format must be jwt or opaque")
     if meta.dpop_bound_access_tokens and meta.tls_client_certificate_bound_access_tokens:
-        raise ConfigError(f"{where}: a client binds its tokens one way, DPoP or certificate, not both")
+        raise ConfigError(source, where, "a client binds its tokens one way, DPoP or certificate, not both")
     return Client(meta, methods)
 
 
@@ -156,7 +159,7 @@ class Registry:
         users: Iterable[UserConfig] = config.users or DEMO_USERS
         self.users = {u.sub: u for u in users}
         if config.demo_user not in self.users:
-            raise ConfigError(f"demo_user {config.demo_user!r} is not a configured user")
+            raise ConfigError("<config>", "demo_user", f"{config.demo_user!r} is not a configured user")
 
     def client(self, client_id: object) -> Client | None:
         return self.clients.get(client_id) if isinstance(client_id, str) else None

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tokenguard.core.dpop import DEFAULT_ALGS
 from tokenguard.core.jwk import ASYMMETRIC_ALGS
+from tokenguard.settings.loader import ConfigError, Problems, read_table, read_toml
+
+__all__ = ["ClientConfig", "ConfigError", "IdpConfig", "UserConfig", "load_config"]
 
 DEFAULT_ISSUER = "http://127.0.0.1:9000"
 DEFAULT_HOST = "127.0.0.1"
@@ -22,10 +24,6 @@ DEFAULT_AUDIENCE = "https://localhost:8000"
 #: The nginx TLS front that serves the RFC 8705 aliases (deploy/nginx/idp-mtls.conf).
 DEFAULT_MTLS_BASE = "https://localhost:9443"
 SIGNING_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the file, key and problem."""
 
 
 def default_state_dir() -> Path:
@@ -102,97 +100,33 @@ class IdpConfig:
         return Path(self.state_dir) if self.state_dir else default_state_dir()
 
 
-_TABLES = {"client": "clients", "user": "users"}
-
-
-def _coerce(file: str, key: str, value: Any, default: Any) -> Any:
-    """Check a TOML value against the type of the field's default."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{file}: {key} must be true or false")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{file}: {key} must be a non-negative integer")
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{file}: {key} must be a list of strings")
-        return tuple(value)
-    if key in ("jwks",):
-        if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
-            raise ConfigError(f"{file}: {key} must be a JWK Set table with a keys array")
-        return value
-    if not isinstance(value, str):
-        raise ConfigError(f"{file}: {key} must be a string")
-    return value
-
-
-def _table(cls: type, file: str, where: str, raw: dict[str, Any]) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"{file}: unknown key {where}.{key}")
-        default = known[key].default
-        values[key] = _coerce(file, f"{where}.{key}", value, default if default is not None else "")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{file}: {where} is missing a required key ({exc})") from exc
-
-
-def _env_overrides(base: IdpConfig) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(IdpConfig):
-        if f.name in ("users", "clients"):
-            continue
-        raw = os.environ.get(f"IDP_MOCK_{f.name.upper()}")
-        if raw is None:
-            continue
-        default = getattr(base, f.name)
-        key = f"IDP_MOCK_{f.name.upper()}"
-        if isinstance(default, bool):
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ConfigError(f"environment: {key} must be true or false")
-            out[f.name] = raw.lower() in ("1", "true", "yes")
-        elif isinstance(default, int):
-            if not raw.isdigit():
-                raise ConfigError(f"environment: {key} must be a non-negative integer")
-            out[f.name] = int(raw)
-        elif isinstance(default, tuple):
-            out[f.name] = tuple(v for v in raw.replace(",", " ").split() if v)
-        else:
-            out[f.name] = raw
-    return out
+_TABLES = {"client": (ClientConfig, "clients"), "user": (UserConfig, "users")}
+ENV_PREFIX = "IDP_MOCK_"
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> IdpConfig:
-    """Read ``path`` (if any), apply ``IDP_MOCK_*`` variables, then non-None ``overrides``; validate."""
+    """Read ``path`` (if any), apply ``IDP_MOCK_*`` variables, then non-None ``overrides``; validate.
+
+    Uses tokenguard's settings loader, so both report every problem at once as ``FILE: key: problem``.
+    """
     file = str(path) if path else "<defaults>"
-    values: dict[str, Any] = {}
-    if path:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
-        known = {f.name: f for f in fields(IdpConfig)}
-        for key, value in raw.items():
-            if key in _TABLES:
-                if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-                    raise ConfigError(f"{file}: {key} must be an array of tables ([[{key}]])")
-                cls = ClientConfig if key == "client" else UserConfig
-                values[_TABLES[key]] = tuple(_table(cls, file, f"{key}[{i}]", t) for i, t in enumerate(value))
-                continue
-            if key not in known or key in _TABLES.values():
-                raise ConfigError(f"{file}: unknown key {key}")
-            default = known[key].default
-            values[key] = _coerce(file, key, value, default if default is not None else "")
-    config = IdpConfig(**values)
-    config = replace(config, **_env_overrides(config))
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    raw = read_toml(path) if path else {}
+    problems = Problems()
+    tables: dict[str, Any] = {}
+    for key, (cls, field_name) in _TABLES.items():
+        items = raw.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(v, dict) for v in items):
+            problems.add(file, key, f"must be an array of tables ([[{key}]])")
+            continue
+        read = [read_table(cls, item, source=file, where=f"{key}[{i}]", problems=problems)
+                for i, item in enumerate(items)]
+        tables[field_name] = tuple(item for item in read if item is not None)
+    top = {k: v for k, v in raw.items() if k not in _TABLES}
+    config = read_table(IdpConfig, top, source=file, where="", problems=problems, env=os.environ,
+                        env_prefix=ENV_PREFIX, skip=("users", "clients"))
+    problems.raise_if_any()
+    assert config is not None
+    config = replace(config, **tables, **{k: v for k, v in overrides.items() if v is not None})
     validate(config, file)
     return config
 
@@ -204,32 +138,32 @@ def _absolute_url(value: str, https_only: bool = False) -> bool:
 
 
 def validate(config: IdpConfig, file: str = "<config>") -> None:
-    """Cross-field checks that types alone cannot express."""
-    if not _absolute_url(config.issuer):
-        raise ConfigError(f"{file}: issuer must be an absolute http(s) URL without query or fragment")
-    if config.issuer.endswith("/"):
-        raise ConfigError(f"{file}: issuer must not end with '/' (RFC 8414 §2 and the byte-identical rule)")
-    if config.mtls_base and not _absolute_url(config.mtls_base, https_only=True):
-        raise ConfigError(f"{file}: mtls_base must be an absolute https URL (or empty to disable)")
-    if not _absolute_url(config.audience):
-        raise ConfigError(f"{file}: audience must be an absolute URL")
+    """Cross-field checks that types alone cannot express; every problem is reported at once."""
+    problems = Problems()
+    check = problems.check
+    check(_absolute_url(config.issuer), file, "issuer", "must be an absolute http(s) URL without query or fragment")
+    check(not config.issuer.endswith("/"), file, "issuer",
+          "must not end with '/' (RFC 8414 §2 and the byte-identical rule)")
+    check(not config.mtls_base or _absolute_url(config.mtls_base, https_only=True), file, "mtls_base",
+          "must be an absolute https URL (or empty to disable)")
+    check(_absolute_url(config.audience), file, "audience", "must be an absolute URL")
     bad = set(config.dpop_algs) - ASYMMETRIC_ALGS
-    if bad or not config.dpop_algs:
-        raise ConfigError(f"{file}: dpop_algs must be non-empty asymmetric JWS algs, not {sorted(bad)}")
-    if config.signing_alg not in SIGNING_ALGS:
-        raise ConfigError(f"{file}: signing_alg must be one of {', '.join(SIGNING_ALGS)}")
+    check(not bad and bool(config.dpop_algs), file, "dpop_algs",
+          f"must be non-empty asymmetric JWS algs, not {sorted(bad)}")
+    check(config.signing_alg in SIGNING_ALGS, file, "signing_alg", f"must be one of {', '.join(SIGNING_ALGS)}")
     for cidr in config.trusted_proxies:
         try:
             ipaddress.ip_network(cidr, strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"{file}: trusted_proxies has an invalid network {cidr!r}") from exc
-    if config.access_token_lifetime < 1 or config.code_lifetime < 1:
-        raise ConfigError(f"{file}: lifetimes must be positive")
+        except ValueError:
+            problems.add(file, "trusted_proxies", f"{cidr!r} is not a valid network")
+    for name in ("port", "workers", "access_token_lifetime", "refresh_token_lifetime", "code_lifetime",
+                 "par_lifetime", "rotation_grace", "dpop_iat_past", "dpop_iat_future"):
+        check(getattr(config, name) >= 0, file, name, "must not be negative")
+    check(config.access_token_lifetime >= 1 and config.code_lifetime >= 1, file, "access_token_lifetime",
+          "lifetimes must be positive")
     seen: set[str] = set()
     for client in config.clients:
-        if client.client_id in seen:
-            raise ConfigError(f"{file}: duplicate client_id {client.client_id!r}")
+        check(client.client_id not in seen, file, "client", f"duplicate client_id {client.client_id!r}")
         seen.add(client.client_id)
-    users = {u.sub for u in config.users}
-    if len(users) != len(config.users):
-        raise ConfigError(f"{file}: duplicate user sub")
+    check(len({u.sub for u in config.users}) == len(config.users), file, "user", "duplicate user sub")
+    problems.raise_if_any()

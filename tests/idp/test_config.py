@@ -25,12 +25,12 @@ def test_toml_clients_and_users(make_idp: Callable[..., Idp], tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("nope = 1\n", "unknown key nope"),
-    ("dpop_nonce = 'yes'\n", "dpop_nonce must be true or false"),
+    ("nope = 1\n", "nope: unknown key"),
+    ("dpop_nonce = 'yes'\n", "dpop_nonce: must be true or false"),
     ("issuer = 'https://as.test/'\n", "must not end with '/'"),
     ("dpop_algs = ['HS256']\n", "dpop_algs"),
-    ("[[client]]\nclient_id = 'x'\ncolor = 'red'\n", "unknown key client[0].color"),
-    ("[[client]]\nclient_secret = 's'\n", "missing a required key"),
+    ("[[client]]\nclient_id = 'x'\ncolor = 'red'\n", "client[0].color: unknown key"),
+    ("[[client]]\nclient_secret = 's'\n", "client[0].client_id: required"),
     ("[[client]]\nclient_id = 'x'\ntoken_endpoint_auth_method = 'tls_client_auth'\n", "exactly one"),
     ("[[client]]\nclient_id = 'x'\ntoken_endpoint_auth_method = 'none'\n", "client_credentials"),
     ("trusted_proxies = ['nonsense']\n", "trusted_proxies"),
@@ -45,6 +45,15 @@ def test_invalid_configs_are_refused_precisely(tmp_path: Path, text: str, messag
         Registry(load_config(path, state_dir=str(tmp_path / "s")))
     assert message in str(info.value)
     assert str(path) in str(info.value) or "client" in str(info.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "idp.toml"
+    path.write_text("nope = 1\ndpop_nonce = 'yes'\n[[client]]\ncolor = 'red'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, state_dir=str(tmp_path / "s"))
+    keys = [p.key for p in info.value.problems]
+    assert {"nope", "dpop_nonce", "client[0].color", "client[0].client_id"} <= set(keys), keys
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -55,9 +55,9 @@ def register_store(*schemes: str, usage: str) -> Callable[[StoreFactory], StoreF
 
 
 def _registry() -> dict[str, StoreFactory]:
-    if not _STORES:
-        for name in _MODULES:
-            importlib.import_module(f"{__name__}.{name}")
+    """Every store, its module imported on first use (one may have been imported directly before)."""
+    for name in _MODULES:
+        importlib.import_module(f"{__name__}.{name}")
     return _STORES
 
 

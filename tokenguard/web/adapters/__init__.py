@@ -76,9 +76,9 @@ def register_adapter(path: str, *, prefix: bool = False) -> Callable[[AdapterFac
 
 
 def _endpoints() -> list[_Endpoint]:
-    if not _ENDPOINTS:
-        for name in _MODULES:
-            importlib.import_module(f"{__name__}.{name}")
+    """Every endpoint, its module imported on first use (one may have been imported directly before)."""
+    for name in _MODULES:
+        importlib.import_module(f"{__name__}.{name}")
     return _ENDPOINTS
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
 
@@ -34,6 +36,8 @@ from tokenguard.core.jws import JWSError, parse_compact, verify_signature
 from tokenguard.core.nonce import NonceIssuer
 from tokenguard.core.replay import ReplayStore
 from tokenguard.core.uri import URIError, normalize_target
+
+log = logging.getLogger("tokenguard.replay")
 
 DEFAULT_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
 DEFAULT_IAT_PAST = 60  # seconds a proof may be old
@@ -55,6 +59,11 @@ class DpopProof:
     nonce: str | None
     claims: Mapping[str, Any] = field(repr=False)
     header: Mapping[str, Any] = field(repr=False)
+
+
+def _iso(seconds: float) -> str:
+    """UTC, to the millisecond: for log lines and error descriptions."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def ath_for(access_token: str) -> str:
@@ -91,6 +100,7 @@ class DpopVerifier:
         self._keys = PublicKeyCache()
         self._headers: OrderedDict[str, tuple[str, PublicKey, str, dict[str, Any]]] = OrderedDict()
         self._header_cache_size = header_cache_size
+        self._logged_epoch = 0.0
 
     @property
     def replay_ttl(self) -> int:
@@ -99,6 +109,25 @@ class DpopVerifier:
         if self.nonces is not None:
             window = max(window, self.nonces.lifetime + self.iat_future)
         return window + 1
+
+    def reset_guard(self, epoch: float) -> float:
+        """Proofs issued before this were acceptable before a store reset at ``epoch``: a proof used at
+        ``t < epoch`` had ``iat <= t + iat_future`` (§4.3 (11)), so it may be in the memory that was lost."""
+        return epoch + self.iat_future
+
+    def _check_epoch(self, iat: float, epoch: float) -> None:
+        """The store's memory began at ``epoch`` (it started empty, was damaged, flushed or failed over):
+        refuse a proof that may have been used before, whose first use the store can no longer see."""
+        guard = self.reset_guard(epoch)
+        if iat >= guard:
+            return
+        if epoch > self._logged_epoch:
+            old, self._logged_epoch = self._logged_epoch, epoch
+            log.warning("replay store reset: epoch %s (was %s); refusing DPoP proofs issued before %s, which "
+                        "may have been used before the reset (replay_store_reset)", _iso(epoch),
+                        _iso(old) if old else "none", _iso(guard))
+        raise InvalidDpopProof("replay_store_reset", f"DPoP proof was issued before the replay store's reset at "
+                                                     f"{_iso(epoch)}; send a new proof after {_iso(guard)}")
 
     def _use_nonce(self, reason: str, description: str) -> UseDpopNonce:
         assert self.nonces is not None
@@ -229,6 +258,7 @@ class DpopVerifier:
             replay_key = b64url_encode(sha256(f"{jkt}\x00{jti}".encode()).digest())
             if not self.replay.first_use(replay_key, self.replay_ttl):
                 raise InvalidDpopProof("dpop_replay", "DPoP proof has already been used")
+            self._check_epoch(iat, self.replay.epoch_for(replay_key))
         return DpopProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=proof_htu,
                          nonce=nonce if isinstance(nonce, str) else None, claims=claims, header=jws.header)
 

@@ -79,7 +79,7 @@ def settle_replay_store(state_dir: Path, spec: str = "embedded", config: Path | 
     past = time.time() - 3600
     if config is not None:
         from tokenguard.settings import load_config
-        from tokenguard.settings.wiring import replay_store
+        from tokenguard.settings.replay import replay_store
 
         loaded = load_config(str(config))
         if loaded.replay.store == "memory":

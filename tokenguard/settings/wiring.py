@@ -7,7 +7,6 @@ the replay store, the nonce secret -- is decided here and injected.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -18,24 +17,23 @@ from tokenguard.core.bindings.bearer import BearerBinding
 from tokenguard.core.bindings.dpop import DpopBinding
 from tokenguard.core.bindings.mtls import MtlsBinding
 from tokenguard.core.dpop import DpopVerifier
-from tokenguard.core.errors import ReplayStoreUnavailable, ReplayStoreUnsafe
 from tokenguard.core.introspection import Introspector, PostForm
 from tokenguard.core.jwks import JwksCache
 from tokenguard.core.metadata import FetchJson
 from tokenguard.core.nonce import RS_LABEL, NonceIssuer
-from tokenguard.core.replay import DEFAULT_MAX_TTL, ReplayStore, StoreOptions, open_replay_store, scheme_of
+from tokenguard.core.replay import ReplayStore
 from tokenguard.core.verifier import Verifier
 from tokenguard.files import read_or_create
 from tokenguard.outbound import http_fetch_json, http_post_form
 from tokenguard.settings import Config
 from tokenguard.settings.loader import read_secret
+from tokenguard.settings.replay import replay_store
 from tokenguard.web.adapters import Adapters
 from tokenguard.web.adapters.forwarded import ForwardedRequestReader, ProxyTrust
 from tokenguard.web.responses import Responder
 from tokenguard.web.service import AuthService
 
 Clock = Callable[[], float]
-log = logging.getLogger("tokenguard.replay")
 
 
 def nonce_secret(config: Config) -> bytes:
@@ -93,38 +91,6 @@ def build_verifier(config: Config, *, clock: Clock | None = None, fetch: FetchJs
     dpop_verifier.replay = replay
     return Verifier(validator, core_bindings(dpop_verifier), config.policy, replay=replay, nonces=nonces,
                     reset_margin=dpop.iat_future, clock=now)
-
-
-def replay_store(config: Config, *, clock: Clock = time.time, window: float = 0.0) -> ReplayStore:
-    """The configured replay store; it keeps keys for ``window`` seconds at least (an hour by default,
-    so that a change of the DPoP window does not change the embedded store's layout)."""
-    settings = config.replay
-    return open_replay_store(settings.store, config.state_dir, options=StoreOptions(
-        clock=clock, max_entries=settings.max_entries, max_ttl=max(DEFAULT_MAX_TTL, window),
-        allow_eviction=settings.allow_eviction, wait_replicas=settings.wait_replicas))
-
-
-def replay_store_refusal(config: Config) -> str | None:
-    """Checked once at start-up and on reload: why the replay store must not be used, or None.
-
-    A Redis whose eviction policy can drop live ``jti`` keys is refused unless ``replay.allow_eviction``
-    says otherwise, and then a warning is logged at every start. A store that cannot be reached now is
-    not refused: requests fail closed and ``/readyz`` says so until it answers."""
-    if scheme_of(config.replay.store) in ("memory", "embedded"):
-        return None
-    try:
-        store = replay_store(config)
-    except ReplayStoreUnavailable:
-        return None
-    try:
-        status = store.status()
-    finally:
-        store.close()
-    for note in status.notes:
-        log.warning("replay store: %s", note)
-    if isinstance(status.problem, ReplayStoreUnsafe):
-        return status.problem.description
-    return None
 
 
 def build_responder(config: Config) -> Responder:

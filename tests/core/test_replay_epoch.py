@@ -95,3 +95,17 @@ def test_readiness_and_metrics_when_full_or_unavailable(env: Env) -> None:
     metrics.observe_replay(broken.replay_health())
     assert metrics.REPLAY_STATE.labels(state="unavailable")._value.get() == 1
     assert metrics.REPLAY_STATE.labels(state="full")._value.get() == 0
+
+
+def test_a_server_nonce_issued_after_the_reset_vouches_for_an_old_iat(env: Env) -> None:
+    """NONCE-RS-06 (a valid nonce, iat an hour old: 200) still holds after a reset when the nonce was first
+    handed out after it; a nonce from before the reset could have carried a proof used before it."""
+    env.build(nonce=True)
+    epoch = T0 + 5
+    before = env.nonces.issue()  # step starting at or before T0: handed out before the reset
+    _lose_memory(env, epoch=epoch)
+    env.clock.now = epoch + env.nonces.step  # the nonce step now current began after the reset
+    after = env.nonces.issue()
+    assert_allowed(env.decide(env.b_dpop(env.proof({"iat": T0 - 3600, "nonce": after}))))
+    d = env.decide(env.b_dpop(env.proof({"iat": T0 - 3600, "nonce": before})))
+    assert_D(d, "invalid_dpop_proof", "replay_store_reset")

@@ -115,11 +115,14 @@ class DpopVerifier:
         ``t < epoch`` had ``iat <= t + iat_future`` (§4.3 (11)), so it may be in the memory that was lost."""
         return epoch + self.iat_future
 
-    def _check_epoch(self, iat: float, epoch: float) -> None:
+    def _check_epoch(self, iat: float, nonce_since: float | None, epoch: float) -> None:
         """The store's memory began at ``epoch`` (it started empty, was damaged, flushed or failed over):
-        refuse a proof that may have been used before, whose first use the store can no longer see."""
+        refuse a proof that may have been used before, whose first use the store can no longer see.
+
+        It could have been accepted at ``t < epoch`` only if ``iat <= t + iat_future`` and, when a server
+        nonce vouched for it, only after that nonce was first handed out (RFC 9449 §4.3 (10)-(11))."""
         guard = self.reset_guard(epoch)
-        if iat >= guard:
+        if iat >= guard or (nonce_since is not None and nonce_since >= epoch):
             return
         if epoch > self._logged_epoch:
             old, self._logged_epoch = self._logged_epoch, epoch
@@ -223,15 +226,16 @@ class DpopVerifier:
                                    f"DPoP proof htu {proof_htu} does not match the request URL {htu}")
         # (10) nonce, when this server asks for one
         nonce = claims.get("nonce")
-        nonce_ok = False
+        nonce_since: float | None = None  # when the server began handing out this proof's nonce
         if require_nonce:
             if self.nonces is None:
                 raise ValueError("nonces required but no nonce issuer configured")
             if nonce is None:
                 raise self._use_nonce("dpop_nonce_missing", f"{self.server_name} requires nonce in DPoP proof")
-            if not self.nonces.is_valid(nonce):
+            nonce_since = self.nonces.issued_since(nonce)
+            if nonce_since is None:
                 raise self._use_nonce("dpop_nonce_invalid", "DPoP proof nonce is invalid or expired")
-            nonce_ok = True
+        nonce_ok = nonce_since is not None
         # (11) creation time: iat window; a valid server nonce vouches for freshness on the past side
         iat = claims["iat"]
         if not _number(iat):
@@ -258,7 +262,7 @@ class DpopVerifier:
             replay_key = b64url_encode(sha256(f"{jkt}\x00{jti}".encode()).digest())
             if not self.replay.first_use(replay_key, self.replay_ttl):
                 raise InvalidDpopProof("dpop_replay", "DPoP proof has already been used")
-            self._check_epoch(iat, self.replay.epoch_for(replay_key))
+            self._check_epoch(iat, nonce_since, self.replay.epoch_for(replay_key))
         return DpopProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=proof_htu,
                          nonce=nonce if isinstance(nonce, str) else None, claims=claims, header=jws.header)
 

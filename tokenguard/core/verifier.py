@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import time
 import traceback
@@ -192,7 +193,7 @@ class Verifier:
             state = "full" if isinstance(status.problem, ReplayStoreFull) else "unavailable"
             return ReplayHealth(state, status.problem.description, status)
         guard = status.epoch + self.reset_margin
-        if self.clock() < guard + 1:  # + 1: proofs carry whole seconds, so one made now may still be refused
+        if math.floor(self.clock()) < guard:  # proofs carry whole seconds: ready when one made now passes
             return ReplayHealth("reset", safe_text(
                 f"{status.name} reset at {_iso(status.epoch)} ({status.reset or 'new'}): DPoP proofs issued "
                 f"before {_iso(guard)} are refused (replay_store_reset)", 300), status)

@@ -184,6 +184,7 @@ class LmdbStore:
 
 class RedisStore:
     shared = True
+    PREFIX = "jti:"
 
     def __init__(self, spec):
         import redis
@@ -195,12 +196,12 @@ class RedisStore:
         self.r.ping()
 
     def first_use(self, key, ttl, now):
-        return bool(self.r.set("jti:" + key, b"1", nx=True, ex=ttl))
+        return bool(self.r.set(self.PREFIX + key, b"1", nx=True, ex=ttl))
 
     def prefill(self, keys, exp):
         p = self.r.pipeline(transaction=False)
         for i, k in enumerate(keys):
-            p.set("jti:" + k, b"1", ex=TTL)
+            p.set(self.PREFIX + k, b"1", ex=TTL)
             if i % 5000 == 4999:
                 p.execute()
         p.execute()
@@ -236,10 +237,10 @@ class TokenguardEmbedded:
         self.s.close()
 
 
-class TokenguardRedis:
+class TokenguardRedis(RedisStore):
     """The shipped Redis store: one EVALSHA (SET NX PX + the epoch beside it) per call."""
 
-    shared = True
+    PREFIX = "tokenguard:{0}:jti:"
 
     def __init__(self, spec):
         from tokenguard.core.replay.redis import RedisReplayStore
@@ -249,20 +250,6 @@ class TokenguardRedis:
 
     def first_use(self, key, ttl, now):
         return self.s.first_use(key, ttl)
-
-    def prefill(self, keys, exp):
-        p = self.r.pipeline(transaction=False)
-        for i, k in enumerate(keys):
-            p.set("tokenguard:{0}:jti:" + k, b"1", ex=TTL)
-            if i % 5000 == 4999:
-                p.execute()
-        p.execute()
-
-    def purge(self, now):
-        pass  # redis expires keys itself
-
-    def close(self):
-        self.s.close()
 
 
 KINDS = {"dict": DictStore, "sqlite": SqliteStore, "lmdb": LmdbStore, "redis": RedisStore,

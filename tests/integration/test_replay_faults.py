@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import harness
@@ -150,19 +151,32 @@ def test_redis_eviction_allowed_on_purpose_warns_at_every_start(
         redis_proc.stop()
 
 
-def test_redis_policy_changed_at_runtime_shows_in_readyz(
-    tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard
-) -> None:
-    redis_proc = start_redis(tmp_path)
+@dataclass
+class RedisService:
+    """tokenguard (2 workers) on a fresh redis-server; ``redis`` is replaced when a test restarts it."""
+
+    redis: harness.ManagedProcess
+    port: int
+    client: Client
+
+
+@pytest.fixture
+def redis_service(tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard) -> Iterator[
+        RedisService]:
     port = harness.free_port()
-    start_tokenguard(config(tmp_path, port, issuer, store=f"redis://127.0.0.1:{redis_proc.port}/0"), port)
+    service = RedisService(start_redis(tmp_path), port, Client(issuer, port))
     try:
-        assert readyz(port)[0] == 200
-        redis.Redis(port=redis_proc.port).config_set("maxmemory-policy", "allkeys-lru")
-        status, checks = readyz(port)
-        assert status == 503 and "maxmemory-policy allkeys-lru" in checks["replay_store"], checks
+        start_tokenguard(config(tmp_path, port, issuer, store=f"redis://127.0.0.1:{service.redis.port}/0"), port)
+        yield service
     finally:
-        redis_proc.stop()
+        service.redis.stop()
+
+
+def test_redis_policy_changed_at_runtime_shows_in_readyz(redis_service: RedisService) -> None:
+    assert readyz(redis_service.port)[0] == 200
+    redis.Redis(port=redis_service.redis.port).config_set("maxmemory-policy", "allkeys-lru")
+    status, checks = readyz(redis_service.port)
+    assert status == 503 and "maxmemory-policy allkeys-lru" in checks["replay_store"], checks
 
 
 # ------------------------------------------------------------------------------------- resets
@@ -181,38 +195,20 @@ def _reset_and_recover(port: int, client: Client, proofs: list[str], what: str) 
     print(f"{what}: /readyz back to ok after {waited:.1f} s; 10/10 fresh proofs allowed")
 
 
-def test_redis_restarted_empty_never_allows_a_pre_reset_proof(
-    tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard
-) -> None:
+def test_redis_restarted_empty_never_allows_a_pre_reset_proof(tmp_path: Path, redis_service: RedisService) -> None:
     """Issue 10 item 4 (Redis): restarted without persistence, it forgot every jti: the replays were allowed."""
-    redis_proc = start_redis(tmp_path)
-    port = harness.free_port()
-    start_tokenguard(config(tmp_path, port, issuer, store=f"redis://127.0.0.1:{redis_proc.port}/0"), port)
-    client = Client(issuer, port)
-    proofs = accept(client, 40)
-    redis_proc.stop()
-    redis_proc = start_redis(tmp_path, redis_proc.port)
-    try:
-        status, checks = readyz(port)
-        assert status == 503 and "reset at" in checks["replay_store"], checks
-        _reset_and_recover(port, client, proofs, "redis restarted empty")
-    finally:
-        redis_proc.stop()
+    proofs = accept(redis_service.client, 40)
+    redis_service.redis.stop()
+    redis_service.redis = start_redis(tmp_path, redis_service.redis.port)
+    status, checks = readyz(redis_service.port)
+    assert status == 503 and "reset at" in checks["replay_store"], checks
+    _reset_and_recover(redis_service.port, redis_service.client, proofs, "redis restarted empty")
 
 
-def test_redis_flushall_never_allows_a_pre_reset_proof(
-    tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard
-) -> None:
-    redis_proc = start_redis(tmp_path)
-    port = harness.free_port()
-    start_tokenguard(config(tmp_path, port, issuer, store=f"redis://127.0.0.1:{redis_proc.port}/0"), port)
-    client = Client(issuer, port)
-    proofs = accept(client, 40)
-    try:
-        redis.Redis(port=redis_proc.port).flushall()
-        _reset_and_recover(port, client, proofs, "FLUSHALL")
-    finally:
-        redis_proc.stop()
+def test_redis_flushall_never_allows_a_pre_reset_proof(redis_service: RedisService) -> None:
+    proofs = accept(redis_service.client, 40)
+    redis.Redis(port=redis_service.redis.port).flushall()
+    _reset_and_recover(redis_service.port, redis_service.client, proofs, "FLUSHALL")
 
 
 def _damage(state: Path) -> list[str]:

@@ -9,6 +9,7 @@ second), with ``cluster-node-timeout 1000`` so that a killed master fails over i
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -53,10 +54,11 @@ class Node:
 
     def kill(self) -> None:
         """kill -9 (the node's whole process group)."""
-        import os
-
-        os.killpg(self.proc.popen.pid, signal.SIGKILL)
+        self.signal(signal.SIGKILL)
         self.proc.popen.wait(timeout=10)
+
+    def signal(self, sig: signal.Signals) -> None:
+        os.killpg(self.proc.popen.pid, sig)
 
 
 def _start_node(tmp: Path, port: int) -> Node:
@@ -102,6 +104,10 @@ class Cluster:
         """(first slot, last slot, master port, replica ports) as the first live node sees it."""
         rows: Any = self.live()[0].client().execute_command("CLUSTER SLOTS")
         return sorted((int(r[0]), int(r[1]), int(r[2][1]), sorted(int(x[1]) for x in r[3:])) for r in rows)
+
+    def replica_of(self, master: Node) -> Node:
+        port = next(replicas[0] for _s, _e, p, replicas in self.slot_map() if p == master.port)
+        return next(n for n in self.nodes if n.port == port)
 
     def master_of_slot(self, slot: int) -> Node:
         port = next(p for s, e, p, _ in self.slot_map() if s <= slot <= e)

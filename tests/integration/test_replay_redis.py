@@ -10,6 +10,7 @@ promoted.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,6 +171,47 @@ def test_cluster_store_spreads_buckets_and_fails_closed_when_all_nodes_are_gone(
     with pytest.raises(ReplayStoreUnavailable):
         a.first_use("after", 75)
     assert a.status().problem is not None
+
+
+def _key_on(cluster: Cluster, store: RedisReplayStore, master_port: int, prefix: str) -> str:
+    client = cluster.live()[0].client()
+    for i in range(10_000):
+        key = f"{prefix}-{i}"
+        slot = int(client.execute_command("CLUSTER KEYSLOT", store._epoch_key(store._tag(key))))
+        if cluster.master_of_slot(slot).port == master_port:
+            return key
+    raise AssertionError("no key maps to that master")
+
+
+def test_a_write_lost_by_a_failover_moves_the_epoch(cluster: Cluster) -> None:
+    """Replication is asynchronous: the master acknowledges a jti its replica never got, then dies and the
+    replica is promoted without it. SET NX then says "first use" again; the new master's replication id
+    moves that key's epoch past the write, so the verifier refuses every proof that could have been used."""
+    store = RedisReplayStore(cluster.url)
+    waiting = RedisReplayStore(cluster.url, wait_replicas=1, wait_timeout_ms=100)
+    victim = cluster.master_of_slot(0)
+    replica = cluster.replica_of(victim)
+    key, other = _key_on(cluster, store, victim.port, "lost"), _key_on(cluster, store, victim.port, "waited")
+    replica.signal(signal.SIGSTOP)  # cannot reconnect while stopped ...
+    victim.client().execute_command("CLIENT KILL TYPE replica")  # ... and the master drops its link
+    try:
+        assert store.first_use(key, 60)
+        written = time.time()
+        with pytest.raises(ReplayStoreUnavailable):  # wait_replicas: no replica has it, fail closed
+            waiting.first_use(other, 60)
+        victim.kill()
+    finally:
+        replica.signal(signal.SIGCONT)
+    print(f"failover in {cluster.wait_ok():.1f} s")
+
+    def first_use() -> bool:
+        try:
+            return store.first_use(key, 60)
+        except ReplayStoreUnavailable:
+            return False
+
+    wait_for(first_use, "the promoted replica to answer for the lost key", timeout=30, interval=0.05)
+    assert store.epoch_for(key) > written  # the loss is visible: proofs issued before are refused
 
 
 def test_two_instances_refuse_replays_across_a_failover(

@@ -66,14 +66,14 @@ def self_signed_cert(key: ec.EllipticCurvePrivateKey | None = None, cn: str = "c
             .sign(key, hashes.SHA256()))
 
 
-def settle_replay_store(state_dir: Path, spec: str = "embedded", config: Path | None = None) -> None:
+def settle_replay_store(state_dir: Path | None = None, *, config: Path | None = None) -> None:
     """Give a new deployment's replay store an epoch an hour old, as one that has been running would have.
 
     A store that starts empty refuses every DPoP proof issued before its epoch + ``iat_future`` (README,
     "Replay store"), so a freshly started service refuses fresh proofs for ~15 s. Tests about other things
     settle the store first instead of waiting; ``tests/integration/test_replay_faults.py`` tests that guard.
-    With ``config`` the store is opened exactly as that tokenguard config opens it (same layout), else with
-    the defaults (idp_mock)."""
+    With ``config`` the store is opened exactly as that tokenguard config opens it (same layout); with
+    ``state_dir`` the embedded store is opened with the defaults, as idp_mock opens it."""
     from tokenguard.core.replay import open_replay_store
 
     past = time.time() - 3600
@@ -86,5 +86,6 @@ def settle_replay_store(state_dir: Path, spec: str = "embedded", config: Path | 
             return
         store = replay_store(loaded, clock=lambda: past)
     else:
-        store = open_replay_store(spec, state_dir, clock=lambda: past)
+        assert state_dir is not None
+        store = open_replay_store("embedded", state_dir, clock=lambda: past)
     store.close()

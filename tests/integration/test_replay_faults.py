@@ -14,6 +14,7 @@ Each test prints the figures it measured (``-s`` shows them).
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import subprocess
@@ -59,7 +60,12 @@ class Client:
 
     def call(self, proof: str | None = None, port: int | None = None) -> harness.Response:
         headers = [("Authorization", f"DPoP {self.token}"), ("DPoP", proof or self.proof())]
-        return harness.auth_subrequest(port or self.port, "GET", URL, headers)
+        try:
+            return harness.auth_subrequest(port or self.port, "GET", URL, headers)
+        except (http.client.HTTPException, ConnectionError):
+            # Garbage under a live LMDB map may kill the worker (SIGBUS): it acknowledged nothing, and the
+            # proxy would answer 502. Counted as its own outcome, never as an allow.
+            return harness.Response(502, [("X-Auth-Error", "worker_crashed")], b"")
 
 
 def outcomes(responses: list[harness.Response]) -> Counter[str]:
@@ -84,7 +90,7 @@ def assert_never_replayed(client: Client, proofs: list[str], port: int | None = 
     """Every pre-fault proof is refused: as a replay, by the reset's epoch, or because the store is down."""
     seen = outcomes([client.call(p, port) for p in proofs])
     assert "allowed" not in seen, seen
-    assert set(seen) <= {"dpop_replay", "replay_store_reset", "replay_store_unavailable"}, seen
+    assert set(seen) <= {"dpop_replay", "replay_store_reset", "replay_store_unavailable", "worker_crashed"}, seen
     return seen
 
 
@@ -259,9 +265,10 @@ def test_embedded_damaged_while_running_fails_closed_then_recovers(
         handle.seek(8192)
         handle.write(b"\xff" * min(size - 8192, 1 << 20))
     time.sleep(0.3)  # past the per-process identity check interval
-    during = outcomes([client.call() for _ in range(6)] + [client.call(p) for p in proofs[:10]])
-    assert "allowed" not in during or set(during) - {"allowed"} <= {"replay_store_reset"}, during
-    print(f"damaged while running: {dict(during)}")
+    fresh = outcomes([client.call() for _ in range(6)])  # failed closed (or, once recovered, guarded)
+    assert set(fresh) <= {"replay_store_unavailable", "replay_store_reset", "worker_crashed"}, fresh
+    replayed = assert_never_replayed(client, proofs[:10])
+    print(f"damaged while running: fresh {dict(fresh)}, replays {dict(replayed)}")
     _reset_and_recover(port, client, proofs, "embedded store damaged while running")
 
 

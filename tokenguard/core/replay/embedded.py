@@ -244,12 +244,15 @@ class EmbeddedReplayStore(PingByStatus):
             except lmdb.Error as exc:
                 raise ReplayStoreUnavailable(f"embedded replay store: {type(exc).__name__}: {exc}") from exc
             if full >= 0:
-                raise ReplayStoreFull(f"embedded replay store holds {full} >= {self._max} keys")
+                raise ReplayStoreFull(self._full_text(full))
             # Acknowledge only if the file was still the one at ``path`` at most IDENTITY_CHECK_INTERVAL ago:
             # then this commit precedes any replacement's epoch (see ``epoch``).
             if time.monotonic() - self._verified_at > IDENTITY_CHECK_INTERVAL:
                 self._check_identity()
             return True
+
+    def _full_text(self, held: int) -> str:
+        return f"embedded replay store holds {held} of {self._max} entries (replay.max_entries)"
 
     def seen(self, key: str) -> bool:
         """Whether ``key`` is held now (expired buckets count as empty); records nothing."""
@@ -276,8 +279,7 @@ class EmbeddedReplayStore(PingByStatus):
             held = self.entries
         except ReplayStoreUnavailable as exc:
             return StoreStatus(name, problem=exc, epoch=self.epoch, reset=self._why or None, capacity=self._max)
-        problem = ReplayStoreFull(f"embedded replay store holds {held} of {self._max} entries "
-                                  "(replay.max_entries)") if held >= self._max else None
+        problem = ReplayStoreFull(self._full_text(held)) if held >= self._max else None
         return StoreStatus(name, problem=problem, epoch=self.epoch, reset=self._why or None, entries=held,
                            capacity=self._max)
 

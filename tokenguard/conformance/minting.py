@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.x509.oid import NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -329,3 +330,65 @@ class Fixtures:
 def random_opaque_token() -> str:
     """An opaque (non-JWT) access token made of token68 characters (RFC 6750 §2.1)."""
     return "op_" + secrets.token_urlsafe(32)
+
+
+# --------------------------------------------------------------------------- checking what an AS issued
+
+
+def _jwk_public_key(jwk: Mapping[str, Any]) -> Any:
+    """A ``cryptography`` public key from an RSA, EC (P-256/384/521) or OKP Ed25519 JWK."""
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        return rsa.RSAPublicNumbers(int.from_bytes(b64u_decode(jwk["e"]), "big"),
+                                    int.from_bytes(b64u_decode(jwk["n"]), "big")).public_key()
+    if kty == "EC":
+        curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}[jwk["crv"]]
+        return ec.EllipticCurvePublicNumbers(int.from_bytes(b64u_decode(jwk["x"]), "big"),
+                                             int.from_bytes(b64u_decode(jwk["y"]), "big"), curve).public_key()
+    if kty == "OKP" and jwk.get("crv") == "Ed25519":
+        return ed25519.Ed25519PublicKey.from_public_bytes(b64u_decode(jwk["x"]))
+    raise ValueError(f"unsupported key type {kty}")
+
+
+def verify_compact(token: str, jwks: Mapping[str, Any]) -> str | None:
+    """None if ``token`` is a compact JWS that verifies with the key its ``kid`` names in ``jwks``.
+
+    Written on ``cryptography`` alone (RFC 7515 §5.2, RFC 7518 §3) so that judging an issued access
+    token never reuses the JOSE library the verifier under test is built on. Returns a short reason.
+    """
+    try:
+        head_b64, payload_b64, sig_b64 = token.split(".")
+        header = json.loads(b64u_decode(head_b64))
+        sig = b64u_decode(sig_b64)
+    except ValueError:
+        return "not a compact JWS"
+    if not isinstance(header, dict):
+        return "header is not a JSON object"
+    alg, kid = header.get("alg"), header.get("kid")
+    candidates = [k for k in jwks.get("keys", []) if isinstance(k, dict) and (kid is None or k.get("kid") == kid)]
+    if not candidates:
+        return f"no key with kid {kid!r} in jwks_uri"
+    signing_input = f"{head_b64}.{payload_b64}".encode("ascii")
+    hashes_by_size = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}
+    for jwk in candidates:
+        try:
+            key = _jwk_public_key(jwk)
+            if isinstance(alg, str) and alg[:2] in ("RS", "PS") and isinstance(key, rsa.RSAPublicKey):
+                h = hashes_by_size[alg[2:]]
+                pad: padding.AsymmetricPadding = (padding.PKCS1v15() if alg.startswith("RS") else
+                                                  padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size))
+                key.verify(sig, signing_input, pad, h)
+            elif isinstance(alg, str) and alg.startswith("ES") and isinstance(key, ec.EllipticCurvePublicKey):
+                size = (key.curve.key_size + 7) // 8
+                if len(sig) != 2 * size:
+                    return "ECDSA signature is not raw R||S"
+                der = encode_dss_signature(int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big"))
+                key.verify(der, signing_input, ec.ECDSA(hashes_by_size[alg[2:]]))
+            elif alg in ("EdDSA", "Ed25519") and isinstance(key, ed25519.Ed25519PublicKey):
+                key.verify(sig, signing_input)
+            else:
+                continue
+            return None
+        except (InvalidSignature, KeyError, ValueError):
+            continue
+    return f"signature ({alg}) does not verify with jwks_uri"

@@ -8,13 +8,12 @@ import urllib.parse
 from collections.abc import Callable
 
 from . import report
-from .cases_as import AS, AsContext, parse_as_client
-from .cases_rs import RS
-from .context import Knobs, RsContext
+from .authserver import AS, AsContext, parse_as_client
 from .expect import Profile
 from .issuer import MiniIssuer
 from .minting import CERT_FORMATS, Fixtures
 from .model import CaseDef, Result, run_case
+from .resource import RS, Knobs, RsContext
 from .transport import AuthRequestTransport, DirectTransport, Transport
 
 EPILOG = """\

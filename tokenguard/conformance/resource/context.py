@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .expect import Expect, Profile
-from .issuer import MiniIssuer
-from .minting import Fixtures, now, public_jwk, random_opaque_token, thumbprint
-from .model import Recorder, SkipCase
-from .transport import ClientCert, Header, Outgoing, Response, Transport
+from ..expect import Expect, Profile
+from ..issuer import MiniIssuer
+from ..minting import Fixtures, now, public_jwk, random_opaque_token, thumbprint
+from ..model import Recorder, SkipCase
+from ..transport import ClientCert, Header, Outgoing, Response, Transport
 
 
 @dataclass

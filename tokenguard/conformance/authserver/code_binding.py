@@ -8,7 +8,7 @@ import secrets
 from ..minting import b64u
 from ..model import Recorder, SkipCase
 from ..transport import JsonResponse
-from .common import case, expect_error, expect_token, rec_result
+from .common import case, expect_error, expect_token, rec_result, refusal
 from .context import AsClient, AsContext
 
 
@@ -31,7 +31,7 @@ def jkt_as_02(ctx: AsContext, rec: Recorder) -> None:
     v = secrets.token_urlsafe(48)
     code = ctx.authorize(c, v, dpop_jkt=ctx.fx.jkt("K1"))
     res = ctx.token(ctx.code_grant(c, v, code), client=c, proof_kw={"key": "K2"})
-    rec_result(rec, "", "400 invalid_grant", res, expect_error(res, {400}, {"invalid_grant"}))
+    refusal(rec, "", res, pinned="invalid_grant")
 
 
 @case("JKT-AS-03", "9449 §10", "M", "dpop_jkt then no proof",
@@ -42,7 +42,7 @@ def jkt_as_03(ctx: AsContext, rec: Recorder) -> None:
     v = secrets.token_urlsafe(48)
     code = ctx.authorize(c, v, dpop_jkt=ctx.fx.jkt("K1"))
     res = ctx.token(ctx.code_grant(c, v, code), client=c, proofs=[])
-    rec_result(rec, "", "400 invalid_grant", res, expect_error(res, {400}, {"invalid_grant"}))
+    refusal(rec, "", res, pinned="invalid_grant")
 
 
 def _par(ctx: AsContext, c: AsClient, verifier: str, proof_key: str = "K1", **extra: str) -> JsonResponse:
@@ -80,7 +80,7 @@ def jkt_as_04(ctx: AsContext, rec: Recorder) -> None:
     else:
         code = ctx.authorize(c, v, request_uri=request_uri)
         res = ctx.token(ctx.code_grant(c, v, code), client=c, proof_kw={"key": "K2"})
-        rec_result(rec, "a", "400 invalid_grant", res, expect_error(res, {400}, {"invalid_grant"}))
+        refusal(rec, "a", res, pinned="invalid_grant")
     res = _par(ctx, c, secrets.token_urlsafe(48), dpop_jkt=ctx.fx.jkt("K2"))
     rec_result(rec, "b", "PAR 400 invalid_request | invalid_dpop_proof", res,
          expect_error(res, {400}, {"invalid_request", "invalid_dpop_proof"}))

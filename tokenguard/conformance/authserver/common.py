@@ -73,6 +73,13 @@ def refusal(rec: Recorder, sub: str, res: JsonResponse, *, pinned: str, status: 
                res, expect_error(res, pin, {pinned}), "P")
 
 
+def client_refusal(rec: Recorder, sub: str, res: JsonResponse) -> None:
+    """RFC 6749 §5.2 ``invalid_client``: 400 or 401 (401 is a MUST only with an Authorization header);
+    this profile pins 401 (RFC 8705 §2, RFC 7662 §2.3)."""
+    refusal(rec, sub, res, pinned="invalid_client", status={400, 401}, accepted=frozenset({"invalid_client"}),
+            pin_status={401})
+
+
 def expect_token(res: JsonResponse, token_type: str, jkt: str | None = None,
                  x5t: str | None = None) -> str | None:
     """RFC 9449 §5 / RFC 8705 §3: 200, token_type, binding in the AT, Cache-Control no-store."""

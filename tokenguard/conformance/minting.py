@@ -1,4 +1,4 @@
-"""Keys, certificates, access tokens and DPoP proofs for the conformance suite (spec §0.1).
+"""Keys, certificates, access tokens and DPoP proofs for the conformance suite (docs/conformance-cases.md, Notation).
 
 Everything here is built directly on ``cryptography`` so that the suite shares no code with the
 verifier it tests, and so that deliberately malformed objects (wrong ``alg`` for the key, private
@@ -185,7 +185,7 @@ def natural_alg(key: PrivateKey) -> str:
 
 
 def make_cert(key: PrivateKey, common_name: str, serial: int | None = None) -> x509.Certificate:
-    """A self-signed client certificate (spec §0.1 CERT1/CERT1b/CERT2)."""
+    """A self-signed client certificate (docs/conformance-cases.md, Notation CERT1/CERT1b/CERT2)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -248,13 +248,13 @@ def uuid4() -> str:
 
 
 def now() -> int:
-    """The real clock: a black-box suite cannot inject time, it offsets from now (spec §0.1 T0)."""
+    """The real clock: a black-box suite cannot inject time, it offsets ``iat``/``exp`` from now."""
     return int(time.time())
 
 
 @dataclass
 class Fixtures:
-    """The spec §0.1 keys, certificates and token defaults, generated fresh for one run."""
+    """The docs/conformance-cases.md, Notation keys, certificates and token defaults, generated fresh for one run."""
 
     issuer: str
     audience: str
@@ -273,7 +273,7 @@ class Fixtures:
         self.cert1b = make_cert(self.c1, "conformance-client-1", serial=1002)
         self.cert2 = make_cert(self.c2, "conformance-client-2", serial=2001)
 
-    # ---- keys by name (spec §0.1)
+    # ---- keys by name (docs/conformance-cases.md, Notation)
     def key(self, name: str) -> PrivateKey:
         return {"K1": self.k1, "K2": self.k2, "KR": self.kr, "KE": self.ke, "as-1": self.as1,
                 "as-2": self.as2, "attacker": self.attacker}[name]

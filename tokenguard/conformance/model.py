@@ -1,4 +1,4 @@
-"""Case registry and results: every (sub)case of the spec is one :class:`Result`.
+"""Case registry and results: every (sub)case is one :class:`Result`.
 
 Levels (docs/conformance-cases.md): ``M`` the RFC text requires it, ``S`` an RFC SHOULD or a strong
 interoperability expectation, ``P`` this project's profile: a pinned choice where the RFCs leave
@@ -49,7 +49,7 @@ class CaseDef:
     title: str
     func: Callable[..., None]
     order: int = 0
-    sent: str = ""  # what the case sends (delta from the spec §0.1 baseline), for --list
+    sent: str = ""  # what the case sends (delta from the docs/conformance-cases.md, Notation baseline), for --list
     expect: str = ""  # what it expects, in the §0.2 notation, for --list
 
 
@@ -103,7 +103,7 @@ class Recorder:
 class Registry:
     """An ordered set of case definitions (one registry per suite section).
 
-    ``families`` is the spec's order of case families (``HDR``, ``DPOP``, …): cases run and are
+    ``families`` is the order of case families in docs/conformance-cases.md (``HDR``, ``DPOP``, …): cases run and are
     listed in that order, then in definition order, whatever order their modules were imported in.
     """
 

@@ -227,7 +227,7 @@ class Transport:
 
 
 class AuthRequestTransport(Transport):
-    """Impersonates nginx ``auth_request`` (spec §0.1 header list; rule R-14 in docs/rules.md).
+    """Impersonates nginx ``auth_request`` (the header list of docs/conformance.md; rule R-14, docs/rules.md).
 
     The sub-request itself is always ``GET <verifier URL>``: the original method travels only in
     ``X-Original-Method``, so a verifier comparing ``htm`` with the sub-request method fails

@@ -1,4 +1,6 @@
-"""State for spec §2: the AS's metadata, the clients the operator registered, nonces, TLS material.
+"""State for the authorization-server cases (docs/conformance-cases.md §2).
+
+The AS's metadata, the clients the operator registered, nonces, TLS material.
 
 Clients are given as ``--as-client ROLE:ID[:SECRET]``; a case needing a role that was not supplied
 is skipped with the reason. All HTTP goes through :class:`..transport.HttpClient`.
@@ -146,7 +148,7 @@ class AsContext:
         raw = f"{urllib.parse.quote_plus(c.client_id)}:{urllib.parse.quote_plus(secret or c.secret or '')}"
         return ("Authorization", "Basic " + base64.b64encode(raw.encode()).decode("ascii"))
 
-    # ---- proofs at the token endpoint (spec §2 P_AS())
+    # ---- proofs at the token endpoint (T-DPOP, docs/conformance-cases.md)
     def proof(self, url: str | None = None, *, key: str = "K1", htm: str = "POST", nonce: bool = True,
               **kw: Any) -> str:
         claims = dict(kw.pop("claims", {}) or {})

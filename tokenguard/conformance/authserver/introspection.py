@@ -1,4 +1,4 @@
-"""Spec §2.6: introspection (RFC 7662; RFC 9449 §6.2; RFC 8705 §3.2)."""
+"""§2.6 (docs/conformance-cases.md): introspection (RFC 7662; RFC 9449 §6.2; RFC 8705 §3.2)."""
 
 from __future__ import annotations
 

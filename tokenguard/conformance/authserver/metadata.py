@@ -1,4 +1,4 @@
-"""Spec §2.1: authorization-server metadata (RFC 8414; RFC 9449 §5.1; RFC 8705 §3.3, §5)."""
+"""§2.1 (docs/conformance-cases.md): authorization-server metadata (RFC 8414; RFC 9449 §5.1; RFC 8705 §3.3, §5)."""
 
 from __future__ import annotations
 

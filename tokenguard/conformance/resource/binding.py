@@ -1,4 +1,4 @@
-"""Spec §1.4: token binding and scheme downgrade (RFC 9449 §4.3(12), §6, §7.1, §7.2)."""
+"""§1.4 (docs/conformance-cases.md): token binding and scheme downgrade (RFC 9449 §4.3(12), §6, §7.1, §7.2)."""
 
 from __future__ import annotations
 

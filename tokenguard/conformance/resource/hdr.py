@@ -8,8 +8,8 @@ from .common import case
 from .context import RsContext
 
 
-@case("BASE-RS-01", "spec §0.1 baselines", "M", "baseline requests are allowed",
-      sent='(a) B-DPOP; (b) B-BEARER; (c) B-MTLS, exactly as in the spec §0.1 baselines',
+@case("BASE-RS-01", "RFC 6750 §2.1; 9449 §7.1; 8705 §3", "M", "baseline requests are allowed",
+      sent='(a) B-DPOP; (b) B-BEARER; (c) B-MTLS, exactly as in the baselines of docs/conformance-cases.md',
       expect='200 each (otherwise nothing else can be judged)')
 def base_rs_01(ctx: RsContext, rec: Recorder) -> None:
     ctx.check(rec, "a", X.ok(), lambda: ctx.b_dpop())

@@ -1,4 +1,4 @@
-"""Spec §1.6: JWT access-token validation (RFC 9068 §4), including key rotation (run last)."""
+"""§1.6 (docs/conformance-cases.md): JWT access-token validation (RFC 9068 §4), including key rotation (run last)."""
 
 from __future__ import annotations
 

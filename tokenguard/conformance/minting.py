@@ -269,6 +269,11 @@ class Fixtures:
     c2: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
 
     def __post_init__(self) -> None:
+        # The issuer's keys are new every run, so their kids are too: a verifier still caching the
+        # previous run's JWKS then sees an unknown kid and refreshes (RFC 9068 §4, rule R-13) instead
+        # of failing the new run's signatures under a stale key with the same kid.
+        run = secrets.token_hex(3)
+        self.kids = {"as-1": f"as-1.{run}", "as-2": f"as-2.{run}"}
         self.cert1 = make_cert(self.c1, "conformance-client-1", serial=1001)
         self.cert1b = make_cert(self.c1, "conformance-client-1", serial=1002)
         self.cert2 = make_cert(self.c2, "conformance-client-2", serial=2001)
@@ -280,10 +285,14 @@ class Fixtures:
 
     def jwks(self, rotated: bool) -> dict[str, Any]:
         """The issuer's JWKS: as-1, plus as-2 after the rotation switch (spec JWT-RS-09)."""
-        keys = [dict(public_jwk(self.as1), kid="as-1", use="sig", alg="RS256")]
+        keys = [dict(public_jwk(self.as1), kid=self.kid("as-1"), use="sig", alg="RS256")]
         if rotated:
-            keys.append(dict(public_jwk(self.as2), kid="as-2", use="sig", alg="RS256"))
+            keys.append(dict(public_jwk(self.as2), kid=self.kid("as-2"), use="sig", alg="RS256"))
         return {"keys": keys}
+
+    def kid(self, name: str) -> str:
+        """The ``kid`` this run's issuer serves for key ``as-1`` / ``as-2`` (other names: as given)."""
+        return self.kids.get(name, name)
 
     def jkt(self, name: str = "K1") -> str:
         return thumbprint(public_jwk(self.key(name)))
@@ -306,7 +315,7 @@ class Fixtures:
             body.setdefault("cnf", {"jkt": self.jkt("K1")})
         elif bind == "x5t":
             body.setdefault("cnf", {"x5t#S256": self.cert_thumb()})
-        hdr = apply_overrides({"typ": "at+jwt", "alg": "RS256", "kid": signer}, header)
+        hdr = apply_overrides({"typ": "at+jwt", "alg": "RS256", "kid": self.kid(signer)}, header)
         key = self.key(signer)
         return compact_jws(hdr, body, None if hdr.get("alg") == "none" else key, alg or hdr.get("alg"))
 

@@ -98,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rs.add_argument("--ca", metavar="PEM", help="CA bundle for https connections made by the suite")
     rs.add_argument("--insecure", action="store_true", help="do not verify the server certificate")
     rs.add_argument("--timeout", type=float, default=10.0)
+    rs.add_argument("--jwks-cooldown", type=int, default=30, metavar="SECONDS",
+                    help="the verifier's minimum interval between JWKS refreshes; the suite waits at most this "
+                         "long (+5 s) for one (pre-flight, JWT-RS-09)")
     rs.add_argument("--no-preflight", action="store_true",
                     help="run the cases even if the pre-flight finds the verifier not set up for them")
 
@@ -180,7 +183,7 @@ def rs_context(args: argparse.Namespace, fixtures: Fixtures, issuer: MiniIssuer 
     past, future = parse_window(args.iat_window)
     profile = Profile(algs=tuple(args.algs.split()),
                       rfc400_status=frozenset({401}) if args.mode == "auth_request" else frozenset({400, 401}))
-    return RsContext(fixtures, transport, issuer, profile, Knobs(past, future, args.leeway),
+    return RsContext(fixtures, transport, issuer, profile, Knobs(past, future, args.leeway, args.jwks_cooldown),
                      resource=args.resource, write_resource=args.write_resource,
                      nonce_resource=args.nonce_resource, verifier_url=args.verifier,
                      cert_header=args.cert_header)

@@ -21,6 +21,7 @@ class Knobs:
     iat_past: int = 60
     iat_future: int = 15
     leeway: int = 60
+    jwks_cooldown: int = 30  # the verifier's minimum interval between JWKS refreshes
 
 
 class RsContext:

@@ -47,7 +47,7 @@ def _clip(text: str, width: int) -> str:
 
 _COLOURS = {"pass": "\033[32m", "fail": "\033[31m", "skip": "\033[33m"}
 _RESET = "\033[0m"
-_WIDTHS = (14, 6, 28, 30, 34)  # ID, LEVEL, REF, EXPECTED, GOT; RESULT takes the rest
+_WIDTHS = (14, 6, 22, 26, 30)  # ID, LEVEL, REF, EXPECTED, GOT; RESULT takes the rest
 
 
 def table(results: list[Result], *, width: int | None = None, verbose: bool = False,

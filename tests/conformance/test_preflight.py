@@ -94,3 +94,9 @@ def test_no_preflight_runs_the_cases(serve: Callable[[Any], str]) -> None:
     results = run_suite("--verifier", f"{base}/auth", "--issuer", issuer, "--algs", "ES256", "--no-preflight",
                         "--only", "HDR-RS-01")
     assert [r.outcome for r in results] == ["fail"]  # algs differ: the case itself says so
+
+
+def test_unreachable_authorization_server_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}/.well-known/oauth-authorization-server"
+    assert main(["--as-metadata", url, "--as-client", "confidential:c:s"]) == 3
+    assert f"cannot fetch the AS metadata {url}" in capsys.readouterr().err

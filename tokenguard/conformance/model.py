@@ -35,7 +35,8 @@ class Result:
     reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result for --json, with the level also spelled out (MUST / SHOULD / POLICY)."""
+        return {**asdict(self), "level_name": LEVELS.get(self.level, self.level)}
 
 
 @dataclass

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .authserver.context import AsContext
+from .model import SkipCase
 from .resource.context import RsContext
 from .setup_config import Fixture
 from .transport import Response
@@ -226,6 +228,19 @@ def run(ctx: RsContext, fx: Fixture) -> list[Finding]:
                                     "(--introspection-client-id / --introspection-client-secret)",
                                     fx.issuer_toml(), fatal=False))
     return findings
+
+
+def check_as_metadata(ctx: AsContext) -> list[Finding]:
+    """The authorization server's metadata must be reachable JSON, or no §2 case can run."""
+    try:
+        ctx.metadata  # noqa: B018 - fetched and cached for the cases
+    except OSError as exc:
+        return [Finding(f"cannot fetch the AS metadata {ctx.metadata_url}: {type(exc).__name__}: {exc}",
+                        "start the authorization server or fix --as-metadata")]
+    except SkipCase as exc:
+        return [Finding(f"{exc} at {ctx.metadata_url}",
+                        "--as-metadata must be the RFC 8414 (or OpenID Connect discovery) URL of the AS")]
+    return []
 
 
 def render(findings: list[Finding]) -> str:

@@ -241,6 +241,10 @@ def collect(args: argparse.Namespace, warn: Callable[[str], None] | None = None)
     fixtures = Fixtures(issuer=args.issuer or DEFAULT_ISSUER, audience=args.audience)
     results: list[Result] = []
     as_ctx = AsContext.from_args(args, fixtures) if args.as_metadata else None
+    if as_ctx is not None and not args.no_preflight:
+        findings = preflight.check_as_metadata(as_ctx)
+        if findings:
+            raise preflight.PreflightFailed(findings)
     if args.verifier:
         parsed = urllib.parse.urlsplit(args.issuer or "")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:

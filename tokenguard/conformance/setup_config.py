@@ -116,7 +116,7 @@ def render(fx: Fixture, listen: str = DEFAULT_LISTEN) -> str:
     return f"""\
 # tokenguard configuration for its conformance suite (docs/conformance.md), made by
 # `tokenguard conformance init`. It trusts the suite's own issuer and sets the routes, DPoP
-# algorithms and time window the cases assume (docs/conformance-cases.md, spec fixture §0.1).
+# algorithms and time window the cases assume (docs/conformance-cases.md, Notation).
 #
 #   tokenguard serve --config THIS_FILE
 #   {fx.run_command(verifier)}

@@ -12,7 +12,6 @@ from .conftest import Run
 
 
 def test_check_config_ok_and_error(run: Run, tmp_path: Path) -> None:
-    pytest.importorskip("tokenguard.settings")
     good = tmp_path / "tg.toml"
     good.write_text('[server]\nlisten = "127.0.0.1:8080"\n')
     result = run("check-config", str(good))

@@ -280,8 +280,9 @@ class Fixtures:
 
     # ---- keys by name (docs/conformance-cases.md, Notation)
     def key(self, name: str) -> PrivateKey:
-        return {"K1": self.k1, "K2": self.k2, "KR": self.kr, "KE": self.ke, "as-1": self.as1,
-                "as-2": self.as2, "attacker": self.attacker}[name]
+        keys: dict[str, PrivateKey] = {"K1": self.k1, "K2": self.k2, "KR": self.kr, "KE": self.ke, "as-1": self.as1,
+                                       "as-2": self.as2, "attacker": self.attacker}
+        return keys[name]
 
     def jwks(self, rotated: bool) -> dict[str, Any]:
         """The issuer's JWKS: as-1, plus as-2 after the rotation switch (spec JWT-RS-09)."""

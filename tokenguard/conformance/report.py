@@ -96,10 +96,10 @@ def summary_text(results: list[Result]) -> str:
     if policy_fails:
         lines.append(f"POLICY failures ({', '.join(policy_fails)}) are deviations from this project's profile, not "
                      "from an RFC; they fail the run only with --strict (turn one off with --skip-policy ID).")
-    c = counts(results)
-    fams = [f"{k}: {v['pass']}/{v['fail']}/{v['skip']}" for k, v in sorted(c.items()) if k != "total"]
+    families = counts(results)
+    fams = [f"{k}: {v['pass']}/{v['fail']}/{v['skip']}" for k, v in sorted(families.items()) if k != "total"]
     lines.append(f"pass/fail/skip per family — {'; '.join(fams)}")
-    t = c.get("total", {"pass": 0, "fail": 0, "skip": 0})
+    t = families.get("total", {"pass": 0, "fail": 0, "skip": 0})
     lines.append(f"total: {t['pass']} passed, {t['fail']} failed, {t['skip']} skipped")
     return "\n".join(lines)
 

@@ -79,7 +79,8 @@ def _fixture_options(group: argparse._ArgumentGroup, *, for_init: bool = False) 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``tokenguard conformance`` (contract: ``--verifier URL --issuer URL [--junit]``)."""
     parser.epilog = EPILOG
-    if not issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter):
+    if not (isinstance(parser.formatter_class, type)
+            and issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)):
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     rs = parser.add_argument_group("resource server (docs/conformance-cases.md §1)")
     rs.add_argument("--verifier", metavar="URL",

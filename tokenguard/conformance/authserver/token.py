@@ -16,11 +16,11 @@ from .context import AsContext
       expect='200, token_type DPoP, AT cnf.jkt = thumb(K1), no-store')
 def tok_as_01(ctx: AsContext, rec: Recorder) -> None:
     jkt = ctx.fx.jkt("K1")
-    if "public" in ctx.clients:
-        c = ctx.clients["public"]
+    public = ctx.clients.get("public")
+    if public is not None:
         verifier = secrets.token_urlsafe(48)
-        code = ctx.authorize(c, verifier)
-        res = ctx.token(ctx.code_grant(c, verifier, code), client=c)
+        code = ctx.authorize(public, verifier)
+        res = ctx.token(ctx.code_grant(public, verifier, code), client=public)
         rec_result(rec, "a", "200 DPoP, cnf.jkt=thumb(K1), no-store", res, expect_token(res, "DPoP", jkt=jkt))
     else:
         rec.skip("a", "needs an --as-client public:ID")

@@ -19,8 +19,9 @@ from tokenguard.client.errors import ClientError
 from tokenguard.core.b64 import b64url_encode
 from tokenguard.core.jwk import THUMBPRINT_MEMBERS, default_alg, public_jwk, thumbprint
 
-#: The algorithms ``keygen`` offers (RFC 9449 §4.2 forbids MAC algorithms and ``none``).
-KEY_ALGS = ("ES256", "EdDSA", "RS256", "PS256")
+#: The algorithms ``keygen`` offers (RFC 9449 §4.2 forbids MAC algorithms and ``none``). ``Ed25519`` is
+#: RFC 9864's fully-specified name; ``EdDSA`` its deprecated polymorphic one, for servers that know no other.
+KEY_ALGS = ("ES256", "Ed25519", "EdDSA", "RS256", "PS256")
 
 
 def _int_b64(value: int, length: int | None = None) -> str:
@@ -35,7 +36,7 @@ def generate_jwk(alg: str, *, rsa_bits: int = 2048) -> dict[str, Any]:
         numbers = ec_key.private_numbers()
         jwk: dict[str, Any] = {"kty": "EC", "crv": "P-256", "x": _int_b64(numbers.public_numbers.x, 32),
                                "y": _int_b64(numbers.public_numbers.y, 32), "d": _int_b64(numbers.private_value, 32)}
-    elif alg == "EdDSA":
+    elif alg in ("Ed25519", "EdDSA"):
         from cryptography.hazmat.primitives import serialization as ser
 
         ed_key = ed25519.Ed25519PrivateKey.generate()

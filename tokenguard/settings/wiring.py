@@ -111,4 +111,4 @@ def build_service(config: Config, verifier: Verifier | None = None, **verifier_o
         verifier_options.setdefault("on_jwks_fetch", metrics.on_jwks_fetch)
         verifier = build_verifier(config, **verifier_options)  # type: ignore[arg-type]
     return AuthService(verifier, build_adapters(config), build_responder(config),
-                       log_decisions=config.server.log_decisions)
+                       log_decisions=config.server.log_decisions, log_explain=config.server.log_explain)

@@ -299,30 +299,12 @@ def cmd_thumbprint(args: argparse.Namespace) -> int:
 
 
 def _cert_thumbprint(path: str) -> str:
-    from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from tokenguard.client.certs import load_certificate
     from tokenguard.core.bindings.mtls import x5t_s256
 
-    if path == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise CLIError(f"certificate file not found: {path}") from None
-        except OSError as exc:
-            raise CLIError(f"cannot read certificate file {path}: {exc.strerror or exc}") from None
-    try:
-        if b"-----BEGIN" in data:
-            if b"-----BEGIN CERTIFICATE-----" not in data:
-                raise ValueError("PEM file holds no CERTIFICATE block")
-            cert = x509.load_pem_x509_certificate(data)  # the first certificate: the client's own
-        else:
-            cert = x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise CLIError(f"{path}: not an X.509 certificate in PEM or DER ({exc})") from None
-    return x5t_s256(cert.public_bytes(Encoding.DER))
+    return x5t_s256(load_certificate(path).public_bytes(Encoding.DER))
 
 
 # --------------------------------------------------------------------------------- check-config
@@ -358,7 +340,13 @@ def _import(module: str, verb: str) -> Any:
 
 
 #: verb -> module with ``add_arguments(parser)`` and ``run(args) -> int``.
-DELEGATED = {"serve": "tokenguard.serving", "conformance": "tokenguard.conformance"}
+DELEGATED = {"serve": "tokenguard.serving", "explain": "tokenguard.cli.explain",
+             "conformance": "tokenguard.conformance"}
+_DELEGATED_HELP = {
+    "serve": "run the verifier (auth endpoint for nginx / Caddy / Traefik / Envoy)",
+    "explain": "show every check of one request (expected and got, RFC section) and what /auth would answer",
+    "conformance": "run the black-box conformance suite against a verifier and an issuer",
+}
 
 
 def _delegate(module: Any, parser: argparse.ArgumentParser) -> None:
@@ -554,8 +542,7 @@ example:
     p.add_argument("file", metavar="FILE", help="TOML config file")
 
     for name in DELEGATED:
-        help_text = ("run the verifier (auth endpoint for nginx / Caddy / Traefik / Envoy)" if name == "serve"
-                     else "run the black-box conformance suite against a verifier and an issuer")
+        help_text = _DELEGATED_HELP[name]
         sub = verbs.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
                                formatter_class=_Formatter)
         _delegate(delegate if command == name else None, sub)

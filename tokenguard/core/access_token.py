@@ -169,7 +169,7 @@ class AccessTokenValidator:
         values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
         ok = values is not None and any(isinstance(v, str) and v in audiences for v in values)
         if trace is not None:
-            trace.add("aud", "RFC 9068 §4, RFC 7519 §4.1.3", ok, f"one of {list(audiences)}", aud)
+            trace.add("aud", "RFC 9068 §4, RFC 7519 §4.1.3", ok, f"one of {', '.join(audiences)}", aud)
         if not ok:
             raise InvalidToken("token_wrong_audience", "Access token is not meant for this resource")
 
@@ -189,7 +189,7 @@ class AccessTokenValidator:
         if trace is not None:
             trace.add("well-formed JWT", "RFC 7519 §7.2", True, "header.payload.signature, JSON objects", "ok")
             trace.add("alg", "RFC 9068 §4, RFC 8725 §3.1", isinstance(alg, str) and alg in self.algs,
-                      f"one of {sorted(self.algs)}", header.get("alg", ABSENT))
+                      f"one of {', '.join(sorted(self.algs))}", header.get("alg", ABSENT))
         if not isinstance(alg, str) or alg not in self.algs:
             raise InvalidToken("token_bad_alg", "Access token alg is not accepted")
         if self.require_typ:  # RFC 9068 §4, R-13
@@ -207,7 +207,7 @@ class AccessTokenValidator:
         issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if trace is not None:
             trace.add("iss", "RFC 9068 §4", issuer is not None and issuer.jwks is not None,
-                      f"a trusted issuer: {sorted(self.issuers)}", claims.get("iss", ABSENT))
+                      f"a trusted issuer: {', '.join(sorted(self.issuers))}", claims.get("iss", ABSENT))
         if issuer is None or issuer.jwks is None:
             raise InvalidToken("token_unknown_issuer", "Access token issuer is not trusted")
         kid = header.get("kid")
@@ -234,8 +234,8 @@ class AccessTokenValidator:
             raise InvalidToken("token_bad_signature", "Access token signature does not verify")
         missing = [name for name in self.required_claims if name not in claims]
         if trace is not None:
-            trace.add("required claims", "RFC 9068 §2.2", not missing, list(self.required_claims),
-                      f"missing {missing}" if missing else "all present")
+            trace.add("required claims", "RFC 9068 §2.2", not missing, " ".join(self.required_claims),
+                      f"missing {' '.join(missing)}" if missing else "all present")
         if missing:
             raise InvalidToken("token_missing_claim", f"Access token lacks the {missing[0]} claim")
         for name in ("exp", "nbf", "iat"):

@@ -132,7 +132,7 @@ class DpopVerifier:
         alg = header.get("alg")
         ok = isinstance(alg, str) and alg in self._allowed
         if trace is not None:
-            trace.add("alg", f"{S43} (5)", ok, f"one of {list(self.algs)}", header.get("alg", ABSENT))
+            trace.add("alg", f"{S43} (5)", ok, f"one of {', '.join(self.algs)}", header.get("alg", ABSENT))
         if not ok or not isinstance(alg, str):  # (5)
             raise InvalidDpopProof("dpop_bad_alg", "DPoP proof alg is missing or not allowed")
         ok = "crit" not in header
@@ -149,7 +149,7 @@ class DpopVerifier:
         private = sorted(PRIVATE_MEMBERS.intersection(jwk))
         if trace is not None:
             trace.add("jwk is public", f"{S43} (7)", not private, "no private members",
-                      f"private members {private}" if private else "public members only")
+                      f"private members {' '.join(private)}" if private else "public members only")
         if private:  # (7)
             raise InvalidDpopProof("dpop_private_jwk", "DPoP proof jwk contains private key material")
         ok = key_fits_alg(jwk, alg)
@@ -216,8 +216,8 @@ class DpopVerifier:
         missing = [name for name in required if name not in claims]
         if trace is not None:
             trace.add("well-formed JWT", f"{S43} (2)", True, "header.payload.signature, JSON objects", "ok")
-            trace.add("required claims", f"{S43} (3)", not missing, list(required),
-                      f"missing {missing}" if missing else "all present")
+            trace.add("required claims", f"{S43} (3)", not missing, " ".join(required),
+                      f"missing {' '.join(missing)}" if missing else "all present")
         if missing:
             raise InvalidDpopProof("dpop_missing_claim", f"DPoP proof lacks the {missing[0]} claim")
         # (4)-(7) typ, alg, key; then the signature

@@ -15,15 +15,15 @@ thumbprints, counts -- never an access token, a proof, a signature or a key.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
-
-from tokenguard.core.errors import safe_text
 
 #: How a value the verifier compared is shown when it is absent from the token or proof.
 ABSENT = "(absent)"
 #: Log lines carry at most this many characters of any one value (attacker-controlled text, truncated).
 LOG_VALUE_LIMIT = 80
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 def shown(value: Any) -> str:
@@ -74,7 +74,7 @@ class Trace:
         """The checks for a log line: every value truncated and restricted to printable ASCII."""
 
         def clean(text: str) -> str:
-            cut = safe_text(text, LOG_VALUE_LIMIT + 1)
+            cut = _UNPRINTABLE.sub("?", text[:LOG_VALUE_LIMIT + 1])
             return cut if len(cut) <= LOG_VALUE_LIMIT else cut[:LOG_VALUE_LIMIT - 3] + "..."
 
         return [{"check": check.step, "rfc": check.section, "ok": check.ok,

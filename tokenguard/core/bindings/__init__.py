@@ -82,7 +82,7 @@ class Bindings:
 
     def traced_for_cnf(self, cnf: Any, trace: Trace) -> tuple[BindingMethod, str | None]:
         """:meth:`for_cnf`, reporting its verdict on ``cnf`` to ``trace``."""
-        expected = f"absent (bearer), or exactly one of {sorted(self.by_member)} with a string value"
+        expected = f"absent (bearer), or exactly one of {', '.join(sorted(self.by_member))}, a string"
         got = "absent: an unbound (bearer) token" if cnf is None else cnf
         try:
             method, thumbprint = self.for_cnf(cnf)

@@ -90,10 +90,10 @@ class Route:
         no_any = bool(self.any_scopes) and not granted.intersection(self.any_scopes)
         if trace is not None:
             where = f"RFC 6750 §3.1, [[route]] {self.name}"
-            trace.add("scopes", where, not missing, f"all of {list(self.scopes)}" if self.scopes else "none required",
-                      list(scopes))
+            wanted = f"all of {' '.join(self.scopes)}" if self.scopes else "none required"
+            trace.add("scopes", where, not missing, wanted, " ".join(scopes) or "(none)")
             if self.any_scopes:
-                trace.add("any_scopes", where, not no_any, f"one of {list(self.any_scopes)}", list(scopes))
+                trace.add("any_scopes", where, not no_any, f"one of {' '.join(self.any_scopes)}", " ".join(scopes))
         if missing or no_any:
             needed = " ".join(self.scopes) if missing else " ".join(self.any_scopes)
             raise InsufficientScope("insufficient_scope", "The access token lacks a required scope", needed)

@@ -60,9 +60,10 @@ def register_store(*schemes: str, usage: str) -> Callable[[StoreFactory], StoreF
 
 
 def _registry() -> dict[str, StoreFactory]:
-    if not _STORES:
-        for name in _MODULES:
-            importlib.import_module(f"{__name__}.{name}")
+    # Every module, every time (a cached import is a dict lookup): a process that imported one store module
+    # first must still see the others.
+    for name in _MODULES:
+        importlib.import_module(f"{__name__}.{name}")
     return _STORES
 
 

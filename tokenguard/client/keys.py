@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tokenguard.client.errors import ClientError
 from tokenguard.core.b64 import b64url_encode
-from tokenguard.core.jwk import THUMBPRINT_MEMBERS, default_alg, public_jwk, thumbprint
+from tokenguard.core.jwk import THUMBPRINT_MEMBERS, default_alg, key_fits_alg, public_jwk, thumbprint
 
 #: The algorithms ``keygen`` offers (RFC 9449 §4.2 forbids MAC algorithms and ``none``). ``Ed25519`` is
 #: RFC 9864's fully-specified name; ``EdDSA`` its deprecated polymorphic one, for servers that know no other.
@@ -76,6 +76,11 @@ def read_text(source: str, what: str) -> str:
 
 def parse_jwk(text: str, source: str, *, private: bool) -> dict[str, Any]:
     """Parse one JWK (or a JWK Set holding exactly one key) and check that it is usable."""
+    if text.lstrip().startswith("-----BEGIN"):
+        convert = (f"convert it once: tokenguard keygen --from-pem {source} --out key.jwk" if "PRIVATE KEY" in text
+                   else "tokenguard needs the private key (a JWK; from a PEM private key: tokenguard keygen "
+                        "--from-pem FILE --out key.jwk)")
+        raise ClientError(f"{source}: this is a PEM file, and tokenguard reads keys as JWK (JSON); {convert}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -102,6 +107,35 @@ def parse_jwk(text: str, source: str, *, private: bool) -> dict[str, Any]:
         except Exception as exc:  # joserfc raises assorted errors for bad key material
             raise ClientError(f"{source}: invalid private key ({type(exc).__name__})") from None
     return value
+
+
+def jwk_from_pem(text: str, source: str, alg: str | None = None) -> dict[str, Any]:
+    """A PEM private key (PKCS#8 or traditional) as a private JWK with ``alg`` and ``kid`` (its thumbprint)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    try:
+        private = load_pem_private_key(text.encode(), password=None)
+    except TypeError:
+        raise ClientError(f"{source}: the PEM key is encrypted; decrypt it first "
+                          "(openssl pkey -in KEY.pem -out plain.pem)") from None
+    except ValueError as exc:
+        raise ClientError(f"{source}: not a PEM private key ({str(exc).splitlines()[0][:80]})") from None
+    kind: type[ECKey | RSAKey | OKPKey] | None = (
+        ECKey if isinstance(private, ec.EllipticCurvePrivateKey) else RSAKey if isinstance(private, rsa.RSAPrivateKey)
+        else OKPKey if isinstance(private, ed25519.Ed25519PrivateKey) else None)
+    if kind is None:
+        raise ClientError(f"{source}: a {type(private).__name__.removeprefix('_')} cannot sign DPoP proofs here; "
+                          "use an EC P-256, Ed25519 or RSA (>= 2048 bits) key")
+    if isinstance(private, rsa.RSAPrivateKey) and private.key_size < 2048:
+        raise ClientError(f"{source}: RSA keys must have at least 2048 bits, this one has {private.key_size}")
+    jwk: dict[str, Any] = dict(kind.import_key(text).as_dict(private=True))
+    signs = alg or default_alg(jwk)
+    if not key_fits_alg(jwk, signs):
+        raise ClientError(f"{source}: this {jwk.get('crv') or jwk['kty']} key cannot sign {signs}")
+    jwk["alg"] = signs
+    jwk["kid"] = thumbprint(jwk)
+    return jwk
 
 
 def load_private_jwk(path: str) -> dict[str, Any]:

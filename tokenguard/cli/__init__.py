@@ -321,21 +321,46 @@ def _cert_thumbprint(path: str) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file with :func:`tokenguard.settings.load_config`."""
+    """Validate a config file with :func:`tokenguard.settings.load_config`: every problem at once.
+
+    Exit 0 valid, 1 invalid (each problem as ``FILE: key: problem``), 2 the file cannot be read.
+    """
     config = _import("tokenguard.settings", "check-config")
+    unreadable = _unreadable(Path(args.file))
+    if unreadable is not None:
+        problems = [{"source": args.file, "key": None, "problem": unreadable}]
+        code = EXIT_ERROR
+    else:
+        try:
+            config.load_config(args.file)
+        except config.ConfigError as exc:
+            problems = [{"source": p.source, "key": None if p.key == "-" else p.key, "problem": p.problem}
+                        for p in exc.problems]
+            code = EXIT_REFUSED
+        else:
+            problems, code = [], EXIT_OK
+    if args.json:
+        _print_json({"file": args.file, "ok": not problems, "problems": problems})
+    elif problems:
+        for problem in problems:
+            where = f"{problem['source']}: {problem['key']}" if problem["key"] else problem["source"]
+            _err(f"{where}: {problem['problem']}")
+    else:
+        _out(f"{args.file}: ok")
+    return code
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, or None."""
     try:
-        config.load_config(args.file)
-    except config.ConfigError as exc:
-        _err(str(exc))
-        return EXIT_REFUSED
+        with path.open("rb"):
+            return None
     except FileNotFoundError:
-        _err(f"{args.file}: file not found")
-        return EXIT_REFUSED
+        return "file not found"
+    except IsADirectoryError:
+        return "is a directory, not a file"
     except OSError as exc:
-        _err(f"{args.file}: {exc.strerror or exc}")
-        return EXIT_REFUSED
-    _out(f"{args.file}: ok")
-    return EXIT_OK
+        return f"cannot read: {exc.strerror or exc}"
 
 
 # ---------------------------------------------------------------------------- serve, conformance
@@ -550,12 +575,16 @@ examples:
     p.add_argument("--json", action="store_true", help='print {"jkt": ...} or {"x5t#S256": ...}')
 
     p = verb("check-config", "validate a tokenguard config file", """\
-Prints "FILE: ok", or the first problem as "FILE: key: what is wrong" and exits 1.
-Environment overrides (TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
+Prints "FILE: ok" and exits 0, or every problem, one line each as "FILE: key: what is wrong", and
+exits 1; exits 2 when the file cannot be read at all. Environment overrides
+(TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
 
-example:
-  tokenguard check-config /etc/tokenguard/tokenguard.toml""", cmd_check_config)
+examples:
+  tokenguard check-config /etc/tokenguard/tokenguard.toml
+  tokenguard check-config tokenguard.toml --json    # {"file", "ok", "problems": [{"source", "key", "problem"}]}""",
+             cmd_check_config)
     p.add_argument("file", metavar="FILE", help="TOML config file")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     for name in DELEGATED:
         help_text = _DELEGATED_HELP[name]

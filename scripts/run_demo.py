@@ -126,13 +126,18 @@ def wait_http(url: str, what: str, log: Path, timeout: float = 60.0) -> None:
 
 
 def alive(pid: int) -> bool:
+    """A running process (a zombie, dead but not reaped by a container's init, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust the signal
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
 class Demo:

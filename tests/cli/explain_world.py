@@ -8,7 +8,6 @@ code under test, so a test can build any malformed input. :meth:`World.auth` ask
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import threading
@@ -22,54 +21,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from core.helpers import DROP, _override, b64u, b64u_json, public_key_jwk, sign_jws, thumb
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey, RSAKey
-from joserfc.jws import JWSRegistry
+
+__all__ = ["AUD", "CONFIG", "DROP", "NONCE_SECRET", "Issuer", "World", "b64u_json", "jkt", "make_certificates",
+           "running", "x5t"]
 
 AUD = "https://api.test"
 NONCE_SECRET = "explain-tests-nonce-secret-0123456789"
-DROP: Any = object()  # an override that removes the member
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64u_json(value: Any) -> str:
-    return b64u(json.dumps(value, separators=(",", ":")).encode())
-
-
-def sign(header: Mapping[str, Any], payload: Any, key: Any, alg: str) -> str:
-    """A compact JWS over any header (joserfc's signing math for ``alg``; raw R‖S for ECDSA)."""
-    signing_input = f"{b64u_json(dict(header))}.{b64u_json(payload)}"
-    return f"{signing_input}.{b64u(JWSRegistry.algorithms[alg].sign(signing_input.encode(), key))}"
-
-
-def public_jwk(key: Any) -> dict[str, Any]:
-    return {k: v for k, v in key.as_dict(private=False).items() if k not in ("kid", "alg", "use", "key_ops")}
 
 
 def jkt(key: Any) -> str:
-    pub = public_jwk(key)
-    members = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}[pub["kty"]]
-    canonical = json.dumps({m: pub[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    return b64u(hashlib.sha256(canonical.encode()).digest())
+    return thumb(public_key_jwk(key))
 
 
 def x5t(cert: x509.Certificate) -> str:
     return b64u(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest())
-
-
-def _override(base: dict[str, Any], changes: Mapping[str, Any] | None) -> dict[str, Any]:
-    out = dict(base)
-    for name, value in (changes or {}).items():
-        if value is DROP:
-            out.pop(name, None)
-        else:
-            out[name] = value
-    return out
 
 
 @dataclass
@@ -193,7 +163,7 @@ class World:
         body = {"iss": self.issuer.url, "aud": AUD, "sub": "u1", "client_id": "c1", "iat": now, "exp": now + 600,
                 "jti": str(uuid.uuid4()), "scope": "read", "tier": "gold"}
         head = {"typ": "at+jwt", "alg": alg, "kid": "as-1"}
-        return sign(_override(head, header), _override(body, claims), key or self.issuer.key, alg)
+        return sign_jws(_override(head, header), _override(body, claims), key or self.issuer.key, alg)
 
     def dpop_token(self, claims: Mapping[str, Any] | None = None, **options: Any) -> str:
         return self.token({"cnf": {"jkt": jkt(self.k1)}, **(claims or {})}, **options)
@@ -212,8 +182,8 @@ class World:
                                 "htu": f"{parts.scheme}://{parts.netloc}{parts.path}", "iat": int(time.time())}
         if token is not None:
             body["ath"] = b64u(hashlib.sha256(token.encode()).digest())
-        head = {"typ": "dpop+jwt", "alg": alg, "jwk": public_jwk(key)}
-        return sign(_override(head, header), _override(body, claims), sign_key or key, alg)
+        head = {"typ": "dpop+jwt", "alg": alg, "jwk": public_key_jwk(key)}
+        return sign_jws(_override(head, header), _override(body, claims), sign_key or key, alg)
 
     # -- the real /auth, for comparison ----------------------------------------------------------------
     def client(self, config: Path | None = None) -> Any:

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 #: How a value the verifier compared is shown when it is absent from the token or proof.
 ABSENT = "(absent)"
@@ -38,8 +37,7 @@ def shown(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
+class Check(NamedTuple):
     """One check: its name, the RFC section (or configuration key) it enforces, and its outcome."""
 
     step: str
@@ -53,17 +51,23 @@ class Trace:
     """The checks of one decision, in the order the verifier ran them.
 
     ``read_only``: nothing may be recorded on the verifier's behalf (``explain``): the DPoP replay check
-    asks the store whether the proof was seen instead of consuming its ``jti``.
+    asks the store whether the proof was seen instead of consuming its ``jti``. Values are kept as the
+    checks hand them over and turned into text only when read (``server.log_explain`` traces every request).
     """
 
-    __slots__ = ("checks", "read_only")
+    __slots__ = ("_raw", "read_only")
 
     def __init__(self, *, read_only: bool = False) -> None:
-        self.checks: list[Check] = []
+        self._raw: list[tuple[str, str, bool, Any, Any]] = []
         self.read_only = read_only
 
     def add(self, step: str, section: str, ok: bool, expected: Any = "", got: Any = "") -> None:
-        self.checks.append(Check(step, section, ok, shown(expected), shown(got)))
+        self._raw.append((step, section, ok, expected, got))
+
+    @property
+    def checks(self) -> list[Check]:
+        return [Check(step, section, ok, shown(expected), shown(got)) for step, section, ok, expected, got
+                in self._raw]
 
     @property
     def failed(self) -> Check | None:

@@ -98,7 +98,7 @@ class Verifier:
         except _NoCredentials as exc:
             return self._deny(request, route, None, (), reason=str(exc))
         except VerifierUnavailable as exc:
-            if trace is not None and trace.failed is None:  # e.g. the replay store did not answer
+            if trace is not None and all(check.ok for check in trace.checks):  # e.g. the replay store did not answer
                 trace.add("able to decide", "fail closed", False, "every source of truth answering", exc.description)
             return self._unavailable(request, route, exc.reason, exc.description)
         except Exception as exc:  # fail closed on anything unforeseen

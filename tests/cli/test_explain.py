@@ -536,3 +536,51 @@ def test_reason_extraction_finds_codes_in_every_form() -> None:
                  "introspection_unavailable", "internal_error", "jwks_unavailable", "claim_mismatch"):
         assert code in codes
     assert not {"invalid_token", "use_dpop_nonce", "dpop+jwt", "at+jwt"} & codes  # RFC error codes and types
+
+
+def test_explain_can_present_a_certificate_in_every_configured_format(world: World) -> None:
+    """``--cert`` goes to /auth in the header format the config names; web.certs reads each one back."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tokenguard.cli.explain import CERT_WRITERS
+    from tokenguard.web.certs import FORMATS, read_client_cert
+
+    assert world.cert1 is not None
+    der, pem = world.cert1.public_bytes(Encoding.DER), world.cert1.public_bytes(Encoding.PEM).decode()
+    assert set(CERT_WRITERS) == set(FORMATS)  # a new format needs a writer here
+    for name, writer in CERT_WRITERS.items():
+        assert read_client_cert(writer(der, pem), name) == der, name
+
+
+@pytest.mark.parametrize(("no_color", "coloured"), [(None, True), ("1", False)])
+def test_colour_on_a_terminal_unless_no_color(tmp_path: Path, no_color: str | None, coloured: bool) -> None:
+    """``--color auto``: escape codes only when stdout is a terminal, and never with ``NO_COLOR``."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    config = tmp_path / "tg.toml"
+    config.write_text(f'[server]\nstate_dir = "{tmp_path / "state"}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | ({"NO_COLOR": no_color} if no_color else {})
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run([sys.executable, "-m", "tokenguard", "explain", "--config", str(config), "--method",
+                                  "GET", "--url", "https://api.test/x"], stdout=follower, stderr=subprocess.PIPE,
+                                 env=env, timeout=60, cwd=REPO)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: everything was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    out = b"".join(chunks).decode()
+    assert process.returncode == 1, process.stderr
+    assert "X-Auth-Error: no_credentials" in out
+    assert ("\x1b[" in out) is coloured

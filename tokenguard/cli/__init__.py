@@ -415,6 +415,7 @@ first steps (with `make run` services, or `idp-mock serve` and `tokenguard serve
   tokenguard token --issuer http://127.0.0.1:9000 --client-id CLIENT \\
       --client-secret-file secret.txt --dpop-key key.jwk > token.json
   tokenguard call GET https://127.0.0.1:8000/api --key key.jwk --token @token.json --cacert ca.pem -v
+  tokenguard explain --config tokenguard.toml --curl 'curl -H "Authorization: DPoP ..." ...'   # why refused?
 
 `tokenguard VERB --help` explains each verb. Exit codes: 0 success; 1 the server or the check said no
 (non-2xx response, token endpoint error, invalid config); 2 could not run (bad arguments, unreadable

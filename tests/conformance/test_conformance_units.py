@@ -96,7 +96,7 @@ def test_access_tokens_verify_with_the_served_jwks(fx: Fixtures) -> None:
     keys = KeySet.import_key_set(fx.jwks(rotated=True))
     for signer in ("as-1", "as-2"):
         tok = fx.access_token(signer=signer)
-        assert jws.deserialize_compact(tok, keys, algorithms=["RS256"]).headers()["kid"] == signer
+        assert jws.deserialize_compact(tok, keys, algorithms=["RS256"]).headers()["kid"] == fx.kid(signer)
 
 
 def test_certificates_share_key_but_not_thumbprint(fx: Fixtures) -> None:

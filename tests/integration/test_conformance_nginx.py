@@ -1,17 +1,18 @@
-"""The conformance suite (spec §1) against the real deployment: `tokenguard serve` (2 gunicorn workers,
-embedded replay store) behind the SHIPPED nginx config, and against the same service's /auth directly.
+"""The conformance suite (docs/conformance-cases.md §1) against the real deployment: `tokenguard serve`
+(2 gunicorn workers, embedded replay store) behind the SHIPPED nginx config, and against the same
+service's /auth directly.
 
 * direct mode: the suite is an HTTPS client of nginx. It dials nginx's loopback port but names
   ``https://localhost:<port>/…`` in Host, SNI and ``htu`` (``--connect``), presents CERT1/CERT1b/CERT2
   in TLS (nginx: ``ssl_verify_client optional_no_ca``), so MTLS-RS-10 (a spoofed certificate header
   must be overwritten by the proxy) runs too. RFC-400 outcomes may be 400 or 401 here.
 * auth_request mode: the suite plays nginx against ``/auth`` (gunicorn); RFC-400 outcomes must be 401
-  (rule R-14), and the header-level cases (raw certificate header values, DPOP-RS-29) run.
+  (rule R-14, docs/rules.md), and the header-level cases (raw certificate header values, DPOP-RS-29) run.
 
-Both runs must pass every MUST and SHOULD case; a policy case may only fail if it is listed in
-POLICY_OFF with the reason. Per-section counts and the JUnit path are printed for the CI log
-(``pytest -s`` or the captured output of a failure); ``TOKENGUARD_CONFORMANCE_JUNIT_DIR`` keeps the
-JUnit files somewhere CI can collect them.
+tokenguard runs with the config `tokenguard conformance init` prints; both runs must have 0 failures
+at any level (MUST, SHOULD and POLICY), with no --skip-policy. Per-section counts and the JUnit path
+are printed for the CI log (``pytest -s`` or the captured output of a failure);
+``TOKENGUARD_CONFORMANCE_JUNIT_DIR`` keeps the JUnit files somewhere CI can collect them.
 """
 
 from __future__ import annotations
@@ -25,49 +26,21 @@ import pytest
 from tokenguard.conformance import report
 from tokenguard.conformance.model import Result
 from tokenguard.conformance.runner import collect, parser
+from tokenguard.conformance.setup_config import Fixture, render
 
 pytestmark = pytest.mark.integration
 
-#: Policy (P) cases turned off for the shipped deployment, with the reason (reported as skips).
-POLICY_OFF: dict[str, str] = {
-    # CERT1 as legacy nginx $ssl_client_cert (continuation lines start with TAB) is HTTP/1.1 obsolete
-    # line folding; gunicorn (the serving layer of `tokenguard serve`) refuses it with 400 before
-    # tokenguard sees it (RFC 9112 §5.2 allows that). The shipped nginx config sends
-    # $ssl_client_escaped_cert, so a real deployment never folds.
-    "MTLS-RS-04c": "gunicorn rejects obs-fold header values; nginx config uses $ssl_client_escaped_cert",
-}
-
-ROUTES = """
-[[route]]
-path = "/resource"
-methods = ["GET"]
-scopes = ["read"]
-binding = "any"
-[[route]]
-path = "/write"
-methods = ["POST"]
-scopes = ["write"]
-binding = "any"
-[[route]]
-path = "/nonce"
-binding = "any"
-dpop_nonce = true
-"""
+def init_config(tmp: Path, port: int, issuer: str) -> Path:
+    """The config `tokenguard conformance init` prints, as a user would run it (docs/conformance.md)."""
+    path = tmp / "tokenguard.toml"
+    path.write_text(render(Fixture(issuer=issuer), listen=f"127.0.0.1:{port}"))
+    return path
 
 
-def spec_fixture_config(tmp: Path, port: int, issuer: str) -> Path:
-    """Spec §0.1 fixture: audience https://api.test, DPoP ES256 PS256 EdDSA, iat -60/+15, leeway 60."""
-    return harness.tokenguard_config(
-        tmp / "tokenguard.toml",
-        port=port,
-        state_dir=tmp / "state",
-        issuer=issuer,
-        store="embedded",
-        token={"leeway": 60, "jwks_refresh_cooldown": 30},
-        issuer_extra='introspection_client_id = "conformance"\nintrospection_client_secret = "conformance-secret"',
-        extra='[dpop]\nalgs = ["ES256", "PS256", "EdDSA"]\niat_past = 60\niat_future = 15',
-        routes=ROUTES,
-    )
+def start(start_tokenguard: harness.Callable[..., harness.ManagedProcess], tmp: Path, port: int,
+          issuer: str) -> harness.ManagedProcess:
+    return start_tokenguard(init_config(tmp, port, issuer), port, workers=2,
+                            env={"TOKENGUARD_SERVER_STATE_DIR": str(tmp / "state")})
 
 
 def junit_path(tmp: Path, name: str) -> Path:
@@ -80,9 +53,8 @@ def junit_path(tmp: Path, name: str) -> Path:
 def run_and_report(name: str, argv: list[str], tmp: Path, capsys: pytest.CaptureFixture[str]) -> list[Result]:
     """Run the suite like `tokenguard conformance ARGV`, write JUnit, print counts (uncaptured, so
     they reach the CI log even when the test passes); return the results."""
-    skip = [f"--skip-policy={case_id}" for case_id in POLICY_OFF]
     junit = junit_path(tmp, name)
-    args = parser().parse_args([*argv, *skip, "--junit", str(junit)])
+    args = parser().parse_args([*argv, "--junit", str(junit)])
     results = collect(args)
     junit.write_bytes(report.to_junit(results))
     lines = [f"\n=== conformance: {name} ===", report.section_counts(results), f"JUnit: {junit}"]
@@ -94,7 +66,7 @@ def run_and_report(name: str, argv: list[str], tmp: Path, capsys: pytest.Capture
 
 def assert_conformant(results: list[Result]) -> None:
     bad = [f"{r.id} [{r.level}] expected {r.expected}; got {r.got}: {r.reason}"
-           for r in results if r.outcome == "fail" and (r.level in ("M", "S") or r.id not in POLICY_OFF)]
+           for r in results if r.outcome == "fail"]
     assert not bad, "conformance failures:\n" + "\n".join(bad)
     ran = {r.id for r in results if r.outcome == "pass"}
     assert ran, "no case passed: the suite did not reach the verifier"
@@ -111,7 +83,7 @@ def test_conformance_through_shipped_nginx(
 ) -> None:
     issuer = f"http://127.0.0.1:{harness.free_port()}"
     tg_port = harness.free_port()
-    start_tokenguard(spec_fixture_config(tmp_path, tg_port, issuer), tg_port, workers=2)
+    start(start_tokenguard, tmp_path, tg_port, issuer)
     ports = harness.NginxPorts(listen=harness.free_port(), verifier=tg_port, upstream=echo_upstream.port,
                                idp_listen=harness.free_port(), idp=harness.free_port())
     nginx = harness.start_nginx(tmp_path / "nginx", ports, tls_material)
@@ -135,7 +107,7 @@ def test_conformance_auth_request_against_gunicorn(
 ) -> None:
     issuer = f"http://127.0.0.1:{harness.free_port()}"
     tg_port = harness.free_port()
-    start_tokenguard(spec_fixture_config(tmp_path, tg_port, issuer), tg_port, workers=2)
+    start(start_tokenguard, tmp_path, tg_port, issuer)
     results = run_and_report("auth-request", [
         "--mode", "auth_request", "--verifier", f"http://127.0.0.1:{tg_port}/auth", "--issuer", issuer,
         "--nonce-resource", "https://api.test/nonce", "--timeout", "30",
@@ -143,3 +115,6 @@ def test_conformance_auth_request_against_gunicorn(
     assert_conformant(results)
     # R-14: in auth_request mode the RFC-400 cases ran and were judged as 401.
     assert any(r.id.startswith("HDR-RS-04") and r.outcome == "pass" for r in results)
+    # gunicorn refuses obs-folded header values (RFC 9112 §5.2): MTLS-RS-04c says so and skips.
+    legacy = [r for r in results if r.id == "MTLS-RS-04c"]
+    assert [(r.outcome, "RFC 9112" in r.reason) for r in legacy] == [("skip", True)], legacy

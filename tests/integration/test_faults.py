@@ -308,8 +308,6 @@ def _workers(master: int) -> set[int]:
 def test_sighup_reloads_config_and_keeps_old_one_when_broken(
     tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard, engine: str
 ) -> None:
-    if engine == "granian":
-        pytest.importorskip("granian", reason="granian is installed with the test extra")
     port = harness.free_port()
     path = tmp_path / "tg.toml"
 

@@ -31,7 +31,6 @@ def issuer() -> Iterator[harness.StubIssuer]:
 
 def test_granian_engine_verifies_and_refuses_replay_across_workers(
         tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: Callable[..., harness.ManagedProcess]) -> None:
-    pytest.importorskip("granian", reason="granian is installed with the test extra")
     port = harness.free_port()
     config = harness.tokenguard_config(tmp_path / "tg.toml", port=port, state_dir=tmp_path / "state",
                                        issuer=issuer.issuer, routes=ROUTES)

@@ -1,8 +1,9 @@
 """tokenguard conformance: a portable black-box suite for DPoP / mTLS / bearer verifiers and ASes.
 
-Normative source: ``spec/conformance.md`` §1 (resource server) and §2 (authorization server).
-The suite shares no code with tokenguard's verifier: it mints tokens, proofs and certificates with
-``cryptography`` directly and judges responses only by status and parsed ``WWW-Authenticate``.
+The cases are listed in docs/conformance-cases.md (generated from the registry), the rules they
+cite in docs/rules.md, the user guide is docs/conformance.md. The suite shares no code with
+tokenguard's verifier: it mints tokens, proofs and certificates with ``cryptography`` directly and
+judges responses only by status, parsed ``WWW-Authenticate`` and JSON bodies.
 """
 
 from __future__ import annotations

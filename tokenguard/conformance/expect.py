@@ -1,4 +1,4 @@
-"""Expected outcomes in the notation of spec §0.2, checked against parsed challenges.
+"""Expected outcomes in the notation of docs/conformance-cases.md, Notation, checked against parsed challenges.
 
 ``401·∅``, ``401·D(e)``, ``401·B(e)``, ``+N``, ``403·X(insufficient_scope)`` and
 ``400*·X(invalid_request)`` each become an :class:`Expect` whose checks return the first
@@ -47,7 +47,7 @@ class Expect:
 
 @dataclass
 class Profile:
-    """What the verifier under test is configured with (spec §0.1 defaults)."""
+    """What the verifier under test is configured with (docs/conformance-cases.md, Notation defaults)."""
 
     algs: tuple[str, ...] = ("ES256", "PS256", "EdDSA")
     rfc400_status: frozenset[int] = frozenset({401})  # auth_request mode, rule R-14

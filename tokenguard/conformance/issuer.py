@@ -13,12 +13,9 @@ import json
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from werkzeug.serving import BaseWSGIServer, make_server
-from werkzeug.wrappers import Request, Response
 
 from .minting import Fixtures
 
@@ -40,8 +37,18 @@ class IssuerStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class _Quiet(ThreadingHTTPServer):
+    """No access log and no tracebacks: the results table is the suite's only output."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up is not the suite's business."""
+
+
 class MiniIssuer:
-    """A threaded WSGI server acting as issuer ``issuer_url`` (RFC 8414 §3, RFC 7662 §2)."""
+    """A threaded stdlib HTTP server acting as issuer ``issuer_url`` (RFC 8414 §3, RFC 7662 §2)."""
 
     def __init__(self, fixtures: Fixtures, issuer_url: str, client_id: str, client_secret: str,
                  *, bind_host: str | None = None, tls_cert: str | None = None,
@@ -63,8 +70,9 @@ class MiniIssuer:
                 raise ValueError("an https --issuer needs --issuer-tls-cert and --issuer-tls-key")
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(tls_cert, tls_key)
-        self._server: BaseWSGIServer = make_server(host, port, self._wsgi, threaded=True,
-                                                   ssl_context=ctx)
+        self._server = _Quiet((host, port), _handler_for(self))
+        if ctx is not None:
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="mini-issuer",
                                         daemon=True)
 
@@ -85,11 +93,11 @@ class MiniIssuer:
 
     @property
     def port(self) -> int:
-        return int(self._server.server_port)
+        return int(self._server.server_address[1])
 
     # ---- scripting
     def rotate(self) -> None:
-        """Start serving ``as-2`` beside ``as-1`` (spec JWT-RS-09)."""
+        """Start serving ``as-2`` beside ``as-1`` (JWT-RS-09, docs/conformance-cases.md)."""
         self.rotated = True
 
     def script(self, token: str, body: dict[str, Any] | None = None, status: int = 200) -> None:
@@ -99,6 +107,12 @@ class MiniIssuer:
     def jwks_fetches(self) -> int:
         with self.stats.lock:
             return self.stats.jwks_fetches
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        """(metadata, jwks, introspection, introspection-auth-failure) counts, for the pre-flight."""
+        with self.stats.lock:
+            s = self.stats
+            return s.metadata_fetches, s.jwks_fetches, s.introspections, s.introspection_auth_failures
 
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 §2 metadata; endpoint URLs are under the issuer identifier."""
@@ -116,31 +130,25 @@ class MiniIssuer:
             "tls_client_certificate_bound_access_tokens": True,
         }
 
-    # ---- WSGI
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        request = Request(environ)
-        response = self._dispatch(request)
-        return response(environ, start_response)
-
-    def _dispatch(self, request: Request) -> Response:
-        path = request.path
+    # ---- HTTP
+    def answer(self, method: str, path: str, authorization: str, form: dict[str, str]) -> tuple[int, Any, bool]:
+        """(status, JSON body, whether to add a Basic challenge) for one request."""
         wk = "/.well-known/oauth-authorization-server"
-        if path in (wk + self._path, self._path + wk, "/.well-known/openid-configuration" + self._path,
-                    self._path + "/.well-known/openid-configuration"):
+        oidc = "/.well-known/openid-configuration"
+        if method == "GET" and path in (wk + self._path, self._path + wk, oidc + self._path, self._path + oidc):
             with self.stats.lock:
                 self.stats.metadata_fetches += 1
-            return _json(self.metadata())
-        if path == self._path + "/jwks":
+            return 200, self.metadata(), False
+        if method == "GET" and path == self._path + "/jwks":
             with self.stats.lock:
                 self.stats.jwks_fetches += 1
-            return _json(self.fixtures.jwks(self.rotated))
-        if path == self._path + "/introspect" and request.method == "POST":
-            return self._introspect(request)
-        return _json({"error": "not_found"}, 404)
+            return 200, self.fixtures.jwks(self.rotated), False
+        if method == "POST" and path == self._path + "/introspect":
+            return self._introspect(authorization, form)
+        return 404, {"error": "not_found"}, False
 
-    def _authenticated(self, request: Request) -> bool:
+    def _authenticated(self, header: str) -> bool:
         """RFC 7662 §2.1: the protected resource authenticates (client_secret_basic, RFC 6749 §2.3.1)."""
-        header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
             return False
@@ -152,27 +160,51 @@ class MiniIssuer:
         return (urllib.parse.unquote_plus(cid) == self.client_id
                 and urllib.parse.unquote_plus(secret) == self.client_secret)
 
-    def _introspect(self, request: Request) -> Response:
+    def _introspect(self, authorization: str, form: dict[str, str]) -> tuple[int, Any, bool]:
         with self.stats.lock:
             self.stats.introspections += 1
-        if not self._authenticated(request):
+        if not self._authenticated(authorization):
             with self.stats.lock:
                 self.stats.introspection_auth_failures += 1
-            resp = _json({"error": "invalid_client"}, 401)
-            resp.headers["WWW-Authenticate"] = 'Basic realm="conformance"'
-            return resp
-        token = request.form.get("token")
+            return 401, {"error": "invalid_client"}, True
+        token = form.get("token")
         if not token:
-            return _json({"error": "invalid_request"}, 400)
+            return 400, {"error": "invalid_request"}, False
         scripted = self._scripts.get(token)
         if scripted is None:
-            return _json({"active": False})
+            return 200, {"active": False}, False
         if scripted.status != 200:
-            return _json({"error": "temporarily_unavailable"}, scripted.status)
-        return _json(scripted.body or {"active": False})
+            return scripted.status, {"error": "temporarily_unavailable"}, False
+        return 200, scripted.body or {"active": False}, False
 
 
-def _json(obj: Any, status: int = 200) -> Response:
-    resp = Response(json.dumps(obj), status=status, content_type="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+def _handler_for(issuer: MiniIssuer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length > 0 else b""
+            form = dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"))) if method == "POST" else {}
+            path = urllib.parse.urlsplit(self.path).path
+            status, body, challenge = issuer.answer(method, path, self.headers.get("Authorization", ""), form)
+            data = json.dumps(body).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Content-Length", str(len(data)))
+            if challenge:
+                self.send_header("WWW-Authenticate", 'Basic realm="conformance"')
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            self._serve("GET")
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            self._serve("POST")
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            """Silent: the results table must stay readable (issue 13)."""
+
+    return Handler

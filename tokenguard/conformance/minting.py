@@ -1,4 +1,4 @@
-"""Keys, certificates, access tokens and DPoP proofs for the conformance suite (spec §0.1).
+"""Keys, certificates, access tokens and DPoP proofs for the conformance suite (docs/conformance-cases.md, Notation).
 
 Everything here is built directly on ``cryptography`` so that the suite shares no code with the
 verifier it tests, and so that deliberately malformed objects (wrong ``alg`` for the key, private
@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.x509.oid import NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
-#: Sentinel: ``claims``/``header`` entries set to REMOVE are deleted (spec "claim removed").
+#: Sentinel: ``claims``/``header`` entries set to REMOVE are deleted ("claim removed" in the Notation).
 REMOVE: Any = object()
 
 
@@ -121,7 +122,7 @@ def raw_sign(alg: str, key: PrivateKey | bytes, signing_input: bytes) -> bytes:
     """Sign per RFC 7518 §3 with a free choice of key and alg (mismatches are intentional).
 
     ECDSA signatures are the fixed-length R‖S form of RFC 7518 §3.4; the hash follows ``alg``
-    even when the curve does not (spec DPOP-RS-12(b): ES384 over a P-256 key).
+    even when the curve does not (DPOP-RS-12(b): ES384 over a P-256 key).
     """
     if alg == "none":
         return b""
@@ -184,7 +185,7 @@ def natural_alg(key: PrivateKey) -> str:
 
 
 def make_cert(key: PrivateKey, common_name: str, serial: int | None = None) -> x509.Certificate:
-    """A self-signed client certificate (spec §0.1 CERT1/CERT1b/CERT2)."""
+    """A self-signed client certificate (docs/conformance-cases.md, Notation CERT1/CERT1b/CERT2)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -230,7 +231,7 @@ def encode_cert_header(cert: x509.Certificate, fmt: str) -> str:
 
 
 def pem_spaces(cert: x509.Certificate) -> str:
-    """PEM with line breaks replaced by spaces (spec MTLS-RS-04(b))."""
+    """PEM with line breaks replaced by spaces (MTLS-RS-04(b), docs/conformance-cases.md)."""
     return cert_pem(cert).strip().replace("\n", " ")
 
 
@@ -247,13 +248,13 @@ def uuid4() -> str:
 
 
 def now() -> int:
-    """The real clock: a black-box suite cannot inject time, it offsets from now (spec §0.1 T0)."""
+    """The real clock: a black-box suite cannot inject time, it offsets ``iat``/``exp`` from now."""
     return int(time.time())
 
 
 @dataclass
 class Fixtures:
-    """The spec §0.1 keys, certificates and token defaults, generated fresh for one run."""
+    """The docs/conformance-cases.md, Notation keys, certificates and token defaults, generated fresh for one run."""
 
     issuer: str
     audience: str
@@ -268,21 +269,31 @@ class Fixtures:
     c2: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
 
     def __post_init__(self) -> None:
+        # The issuer's keys are new every run, so their kids are too: a verifier still caching the
+        # previous run's JWKS then sees an unknown kid and refreshes (RFC 9068 §4, rule R-13) instead
+        # of failing the new run's signatures under a stale key with the same kid.
+        run = secrets.token_hex(3)
+        self.kids = {"as-1": f"as-1.{run}", "as-2": f"as-2.{run}"}
         self.cert1 = make_cert(self.c1, "conformance-client-1", serial=1001)
         self.cert1b = make_cert(self.c1, "conformance-client-1", serial=1002)
         self.cert2 = make_cert(self.c2, "conformance-client-2", serial=2001)
 
-    # ---- keys by name (spec §0.1)
+    # ---- keys by name (docs/conformance-cases.md, Notation)
     def key(self, name: str) -> PrivateKey:
-        return {"K1": self.k1, "K2": self.k2, "KR": self.kr, "KE": self.ke, "as-1": self.as1,
-                "as-2": self.as2, "attacker": self.attacker}[name]
+        keys: dict[str, PrivateKey] = {"K1": self.k1, "K2": self.k2, "KR": self.kr, "KE": self.ke, "as-1": self.as1,
+                                       "as-2": self.as2, "attacker": self.attacker}
+        return keys[name]
 
     def jwks(self, rotated: bool) -> dict[str, Any]:
-        """The issuer's JWKS: as-1, plus as-2 after the rotation switch (spec JWT-RS-09)."""
-        keys = [dict(public_jwk(self.as1), kid="as-1", use="sig", alg="RS256")]
+        """The issuer's JWKS: as-1, plus as-2 after the rotation switch (JWT-RS-09, docs/conformance-cases.md)."""
+        keys = [dict(public_jwk(self.as1), kid=self.kid("as-1"), use="sig", alg="RS256")]
         if rotated:
-            keys.append(dict(public_jwk(self.as2), kid="as-2", use="sig", alg="RS256"))
+            keys.append(dict(public_jwk(self.as2), kid=self.kid("as-2"), use="sig", alg="RS256"))
         return {"keys": keys}
+
+    def kid(self, name: str) -> str:
+        """The ``kid`` this run's issuer serves for key ``as-1`` / ``as-2`` (other names: as given)."""
+        return self.kids.get(name, name)
 
     def jkt(self, name: str = "K1") -> str:
         return thumbprint(public_jwk(self.key(name)))
@@ -305,7 +316,7 @@ class Fixtures:
             body.setdefault("cnf", {"jkt": self.jkt("K1")})
         elif bind == "x5t":
             body.setdefault("cnf", {"x5t#S256": self.cert_thumb()})
-        hdr = apply_overrides({"typ": "at+jwt", "alg": "RS256", "kid": signer}, header)
+        hdr = apply_overrides({"typ": "at+jwt", "alg": "RS256", "kid": self.kid(signer)}, header)
         key = self.key(signer)
         return compact_jws(hdr, body, None if hdr.get("alg") == "none" else key, alg or hdr.get("alg"))
 
@@ -329,3 +340,65 @@ class Fixtures:
 def random_opaque_token() -> str:
     """An opaque (non-JWT) access token made of token68 characters (RFC 6750 §2.1)."""
     return "op_" + secrets.token_urlsafe(32)
+
+
+# --------------------------------------------------------------------------- checking what an AS issued
+
+
+def _jwk_public_key(jwk: Mapping[str, Any]) -> Any:
+    """A ``cryptography`` public key from an RSA, EC (P-256/384/521) or OKP Ed25519 JWK."""
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        return rsa.RSAPublicNumbers(int.from_bytes(b64u_decode(jwk["e"]), "big"),
+                                    int.from_bytes(b64u_decode(jwk["n"]), "big")).public_key()
+    if kty == "EC":
+        curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}[jwk["crv"]]
+        return ec.EllipticCurvePublicNumbers(int.from_bytes(b64u_decode(jwk["x"]), "big"),
+                                             int.from_bytes(b64u_decode(jwk["y"]), "big"), curve).public_key()
+    if kty == "OKP" and jwk.get("crv") == "Ed25519":
+        return ed25519.Ed25519PublicKey.from_public_bytes(b64u_decode(jwk["x"]))
+    raise ValueError(f"unsupported key type {kty}")
+
+
+def verify_compact(token: str, jwks: Mapping[str, Any]) -> str | None:
+    """None if ``token`` is a compact JWS that verifies with the key its ``kid`` names in ``jwks``.
+
+    Written on ``cryptography`` alone (RFC 7515 §5.2, RFC 7518 §3) so that judging an issued access
+    token never reuses the JOSE library the verifier under test is built on. Returns a short reason.
+    """
+    try:
+        head_b64, payload_b64, sig_b64 = token.split(".")
+        header = json.loads(b64u_decode(head_b64))
+        sig = b64u_decode(sig_b64)
+    except ValueError:
+        return "not a compact JWS"
+    if not isinstance(header, dict):
+        return "header is not a JSON object"
+    alg, kid = header.get("alg"), header.get("kid")
+    candidates = [k for k in jwks.get("keys", []) if isinstance(k, dict) and (kid is None or k.get("kid") == kid)]
+    if not candidates:
+        return f"no key with kid {kid!r} in jwks_uri"
+    signing_input = f"{head_b64}.{payload_b64}".encode("ascii")
+    hashes_by_size = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}
+    for jwk in candidates:
+        try:
+            key = _jwk_public_key(jwk)
+            if isinstance(alg, str) and alg[:2] in ("RS", "PS") and isinstance(key, rsa.RSAPublicKey):
+                h = hashes_by_size[alg[2:]]
+                pad: padding.AsymmetricPadding = (padding.PKCS1v15() if alg.startswith("RS") else
+                                                  padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size))
+                key.verify(sig, signing_input, pad, h)
+            elif isinstance(alg, str) and alg.startswith("ES") and isinstance(key, ec.EllipticCurvePublicKey):
+                size = (key.curve.key_size + 7) // 8
+                if len(sig) != 2 * size:
+                    return "ECDSA signature is not raw R||S"
+                der = encode_dss_signature(int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big"))
+                key.verify(der, signing_input, ec.ECDSA(hashes_by_size[alg[2:]]))
+            elif alg in ("EdDSA", "Ed25519") and isinstance(key, ed25519.Ed25519PublicKey):
+                key.verify(sig, signing_input)
+            else:
+                continue
+            return None
+        except (InvalidSignature, KeyError, ValueError):
+            continue
+    return f"signature ({alg}) does not verify with jwks_uri"

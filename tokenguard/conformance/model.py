@@ -1,4 +1,9 @@
-"""Case registry and results: every (sub)case of the spec is one :class:`Result`."""
+"""Case registry and results: every (sub)case is one :class:`Result`.
+
+Levels (docs/conformance-cases.md): ``M`` the RFC text requires it, ``S`` an RFC SHOULD or a strong
+interoperability expectation, ``P`` this project's profile: a pinned choice where the RFCs leave
+room, so results are deterministic. Only ``M`` failures fail a run unless ``--strict``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 LEVELS = {"M": "MUST", "S": "SHOULD", "P": "POLICY"}
+LEVEL_MEANING = {
+    "M": "required by the RFC text",
+    "S": "RFC SHOULD or strong interoperability expectation",
+    "P": "this project's profile: a pinned choice where the RFCs leave room",
+}
 
 
 @dataclass
@@ -25,12 +35,13 @@ class Result:
     reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result for --json, with the level also spelled out (MUST / SHOULD / POLICY)."""
+        return {**asdict(self), "level_name": LEVELS.get(self.level, self.level)}
 
 
 @dataclass
 class CaseDef:
-    """A spec case (e.g. DPOP-RS-07) whose function records one result per sub-case."""
+    """A case (e.g. DPOP-RS-07, docs/conformance-cases.md) whose function records one result per sub-case."""
 
     id: str
     section: str
@@ -39,6 +50,12 @@ class CaseDef:
     title: str
     func: Callable[..., None]
     order: int = 0
+    sent: str = ""  # what the case sends (delta from the docs/conformance-cases.md, Notation baseline), for --list
+    expect: str = ""  # what it expects, in the §0.2 notation, for --list
+
+
+#: The reason of every result turned off by ``--skip-policy`` (the summary counts them).
+POLICY_OFF_REASON = "policy case turned off (--skip-policy)"
 
 
 class SkipCase(Exception):
@@ -67,6 +84,9 @@ class Recorder:
     def record(self, sub: str, expected: str, got: str, problem: str | None,
                level: str | None = None, note: str = "") -> None:
         lvl = level or self.case.level
+        if self._policy_skipped(sub, lvl):
+            self.policy_skip(sub, lvl, expected)
+            return
         outcome = "pass" if problem is None else "fail"
         reason = problem or note
         self.results.append(Result(self._id(sub), self.case.section, self.case.ref, lvl,
@@ -78,25 +98,39 @@ class Recorder:
                                    "skip", reason))
 
     def policy_skip(self, sub: str, level: str = "P", expected: str = "") -> None:
-        self.skip(sub, "policy case turned off (--skip-policy)", level, expected)
+        self.skip(sub, POLICY_OFF_REASON, level, expected)
 
 
 class Registry:
-    """An ordered set of case definitions (one registry per suite section)."""
+    """An ordered set of case definitions (one registry per suite section).
 
-    def __init__(self, section: str) -> None:
+    ``families`` is the order of case families in docs/conformance-cases.md (``HDR``, ``DPOP``, …): cases run and are
+    listed in that order, then in definition order, whatever order their modules were imported in.
+    """
+
+    def __init__(self, section: str, families: tuple[str, ...] = ()) -> None:
         self.section = section
+        self.families = families
         self.cases: list[CaseDef] = []
 
-    def case(self, case_id: str, ref: str, level: str, title: str,
+    def case(self, case_id: str, ref: str, level: str, title: str, *, sent: str, expect: str,
              order: int = 0) -> Callable[[Callable[..., None]], Callable[..., None]]:
+        """Register a case; ``sent``/``expect`` describe it for ``--list`` and docs/conformance-cases.md."""
+        if level not in LEVELS:
+            raise ValueError(f"{case_id}: level {level!r} is not one of {', '.join(LEVELS)}")
+
         def deco(func: Callable[..., None]) -> Callable[..., None]:
-            self.cases.append(CaseDef(case_id, self.section, ref, level, title, func, order))
+            self.cases.append(CaseDef(case_id, self.section, ref, level, title, func, order, sent, expect))
             return func
         return deco
 
+    def _family_rank(self, case: CaseDef) -> int:
+        family = case.id.split("-", 1)[0]
+        return self.families.index(family) if family in self.families else len(self.families)
+
     def ordered(self) -> list[CaseDef]:
-        return sorted(self.cases, key=lambda c: c.order)  # stable: definition order within a tier
+        """Run order: ``order`` tier (rotation cases last), spec family, then definition order."""
+        return sorted(self.cases, key=lambda c: (c.order, self._family_rank(c)))  # stable sort
 
 
 def run_case(case: CaseDef, ctx: Any, skip_policy: set[str]) -> list[Result]:

@@ -1,7 +1,8 @@
 """Reports: a readable table, JSON, and JUnit XML; plus the exit-code rule.
 
 Exit 1 on any failed MUST case; with ``strict`` also on failed SHOULD and POLICY cases (a policy
-case that does not apply is turned off with ``--skip-policy`` and reported as a skip).
+case that does not apply is turned off with ``--skip-policy`` and reported as a skip). Reasons are
+never clipped in JSON or JUnit; the table clips to the terminal unless ``verbose``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
-from .model import LEVELS, Result
+from .model import LEVEL_MEANING, LEVELS, POLICY_OFF_REASON, Result
 
 
 def group(result_id: str) -> str:
-    """``DPOP-RS-07a`` → ``DPOP-RS`` (the spec's case family)."""
+    """``DPOP-RS-07a`` → ``DPOP-RS`` (the case family)."""
     parts = result_id.split("-")
     return "-".join(parts[:2]) if len(parts) >= 2 else result_id
 
@@ -30,41 +31,77 @@ def counts(results: Iterable[Result]) -> dict[str, dict[str, int]]:
     return {k: {o: v.get(o, 0) for o in ("pass", "fail", "skip")} for k, v in out.items()}
 
 
+#: Exit statuses of ``tokenguard conformance`` (docs/conformance.md).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SETUP = 0, 1, 2, 3
+
+
 def exit_code(results: Iterable[Result], strict: bool = False) -> int:
+    """1 if a MUST case failed (with ``strict``: any case); 0 otherwise."""
     fatal = {"M", "S", "P"} if strict else {"M"}
-    return 1 if any(r.outcome == "fail" and r.level in fatal for r in results) else 0
+    return EXIT_FAILED if any(r.outcome == "fail" and r.level in fatal for r in results) else EXIT_OK
 
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def table(results: list[Result], *, width: int | None = None) -> str:
-    """Fixed-width table: id, level, RFC ref, expected, got, outcome and the reason."""
-    cols = width or shutil.get_terminal_size((160, 24)).columns
-    rows = [("ID", "L", "REF", "EXPECTED", "GOT", "RESULT")]
-    for r in results:
-        outcome = r.outcome.upper() + (f": {r.reason}" if r.reason else "")
-        rows.append((r.id, r.level, r.ref, r.expected, r.got, outcome))
-    widths = [14, 1, 30, 30, 36]
+_COLOURS = {"pass": "\033[32m", "fail": "\033[31m", "skip": "\033[33m"}
+_RESET = "\033[0m"
+_WIDTHS = (14, 6, 22, 26, 30)  # ID, LEVEL, REF, EXPECTED, GOT; RESULT takes the rest
+
+
+def table(results: list[Result], *, width: int | None = None, verbose: bool = False,
+          colour: bool = False) -> str:
+    """Fixed-width table: id, level, RFC ref, expected, got, outcome and the reason.
+
+    Without ``verbose`` the columns and the line are clipped to the terminal (``…`` marks a cut);
+    with it nothing is clipped, so every reason is printed in full (``--json`` and ``--junit`` never
+    clip either).
+    """
+    cols = max(width or shutil.get_terminal_size((160, 24)).columns, 120)
     lines = []
-    for row in rows:
-        cells = [_clip(c, w).ljust(w) for c, w in zip(row[:5], widths, strict=True)]
-        line = "  ".join(cells) + "  " + row[5]
-        lines.append(_clip(line, max(cols, 120)))
+    header = ("ID", "LEVEL", "REF", "EXPECTED", "GOT")
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, _WIDTHS, strict=True)) + "  RESULT")
+    for r in results:
+        cells = (r.id, LEVELS.get(r.level, r.level), r.ref, r.expected, r.got)
+        if verbose:
+            left = "  ".join(c.ljust(w) for c, w in zip(cells, _WIDTHS, strict=True))
+        else:
+            left = "  ".join(_clip(c, w).ljust(w) for c, w in zip(cells, _WIDTHS, strict=True))
+        word = r.outcome.upper()
+        reason = f": {r.reason}" if r.reason else ""
+        room = cols - len(left) - 2 - len(word)
+        tail = reason if verbose else _clip(reason, max(room, 0))
+        shown = f"{_COLOURS[r.outcome]}{word}{_RESET}" if colour and r.outcome in _COLOURS else word
+        lines.append(f"{left}  {shown}{tail}")
     lines.append("")
     lines.append(summary_text(results))
     return "\n".join(lines)
 
 
 def summary_text(results: list[Result]) -> str:
-    c = counts(results)
-    fams = [f"{k}: {v['pass']}/{v['fail']}/{v['skip']}" for k, v in sorted(c.items()) if k != "total"]
-    t = c.get("total", {"pass": 0, "fail": 0, "skip": 0})
-    failed = Counter(r.level for r in results if r.outcome == "fail")
-    by_level = ", ".join(f"{LEVELS[lv]} {failed.get(lv, 0)}" for lv in ("M", "S", "P"))
-    return (f"pass/fail/skip per family — {'; '.join(fams)}\n"
-            f"total: {t['pass']} passed, {t['fail']} failed ({by_level}), {t['skip']} skipped")
+    """Counts per level (POLICY explained), what --skip-policy turned off, and per family."""
+    by_level: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in results:
+        by_level[r.level][r.outcome] += 1
+    lines = []
+    for lv in ("M", "S", "P"):
+        c = by_level.get(lv, Counter())
+        lines.append(f"{LEVELS[lv]:7} {c['pass']:4} passed, {c['fail']:3} failed, {c['skip']:3} skipped"
+                     f"   ({LEVEL_MEANING[lv]})")
+    off = [r.id for r in results if r.outcome == "skip" and r.reason == POLICY_OFF_REASON]
+    if off:
+        lines.append(f"--skip-policy turned off {len(off)} result{'s' if len(off) != 1 else ''}: {', '.join(off)}")
+    policy_fails = [r.id for r in results if r.outcome == "fail" and r.level == "P"]
+    if policy_fails:
+        lines.append(f"POLICY failures ({', '.join(policy_fails)}) are deviations from this project's profile, not "
+                     "from an RFC; they fail the run only with --strict (turn one off with --skip-policy ID).")
+    families = counts(results)
+    fams = [f"{k}: {v['pass']}/{v['fail']}/{v['skip']}" for k, v in sorted(families.items()) if k != "total"]
+    lines.append(f"pass/fail/skip per family — {'; '.join(fams)}")
+    t = families.get("total", {"pass": 0, "fail": 0, "skip": 0})
+    lines.append(f"total: {t['pass']} passed, {t['fail']} failed, {t['skip']} skipped")
+    return "\n".join(lines)
 
 
 def to_json(results: list[Result]) -> str:
@@ -94,7 +131,7 @@ def to_junit(results: list[Result]) -> bytes:
 
 
 def section(result_id: str) -> str:
-    """``DPOP-RS-07a`` → ``DPOP`` (the spec's §1/§2 sub-section prefix)."""
+    """``DPOP-RS-07a`` → ``DPOP`` (the §1/§2 section prefix of docs/conformance-cases.md)."""
     return result_id.split("-", 1)[0]
 
 

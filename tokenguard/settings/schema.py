@@ -63,6 +63,7 @@ class ServerSettings:
     state_dir: str = ""
     log_level: str = "info"
     log_decisions: bool = True
+    log_explain: bool = False
 
     @property
     def state_path(self) -> Path:

@@ -1,6 +1,7 @@
 """DPoP ``jti`` replay stores (RFC 9449 §11.1) behind one small interface, looked up by URL scheme.
 
-``first_use(key, ttl)`` atomically records a key and says whether it was new. The stores:
+``first_use(key, ttl)`` atomically records a key and says whether it was new; ``seen(key)`` only asks
+(``tokenguard explain`` reads the store, never writes it). The stores:
 
 * ``memory`` (:mod:`.memory`): one process only (tests, ``--dev``); bounded, expiring.
 * ``embedded`` (:mod:`.embedded`, default): LMDB under the state directory, shared by every worker
@@ -72,7 +73,7 @@ class ReplayStore(Protocol):
         ...
 
     def seen(self, key: str) -> bool:
-        """Whether ``key`` is recorded now. Read-only: never records (``tokenguard explain``)."""
+        """Whether ``key`` is recorded and unexpired, recording nothing (``tokenguard explain``)."""
         ...
 
     def ping(self) -> None:

@@ -603,7 +603,16 @@ class EmbeddedReplayStore(PingByStatus):
             shutil.rmtree(os.path.join(parent, n), ignore_errors=True)
 
 
+_OPEN: weakref.WeakValueDictionary[tuple[str, int, float], EmbeddedReplayStore] = weakref.WeakValueDictionary()
+
+
 @register_store("embedded", usage="embedded")
 def _open_embedded(spec: str, state_dir: Path, options: StoreOptions) -> ReplayStore:
-    return EmbeddedReplayStore(state_dir / "replay", max_entries=options.max_entries, clock=options.clock,
-                               max_ttl=options.max_ttl)
+    """One open store per directory and layout in a process, shared: LMDB refuses to open the same files
+    twice in one process (``explain`` beside a verifier in the same process). Closing it closes it for all."""
+    key = (os.path.abspath(state_dir / "replay"), options.max_entries, options.max_ttl)
+    store = _OPEN.get(key)
+    if store is None or store._closed:
+        store = _OPEN[key] = EmbeddedReplayStore(key[0], max_entries=options.max_entries, clock=options.clock,
+                                                 max_ttl=options.max_ttl)
+    return store

@@ -108,7 +108,7 @@ class RedisReplayStore(PingByStatus):
                  clock: Callable[[], float] = time.time) -> None:
         self.cluster = url.startswith("redis+cluster://")
         parts = urlsplit(url)
-        self.name = f"redis {'cluster ' if self.cluster else ''}{parts.hostname or parts.path}" + (
+        self.name = f"redis {'cluster ' if self.cluster else ''}replay store {parts.hostname or parts.path}" + (
             f":{parts.port}" if parts.port else "")
         common: dict[str, Any] = {"socket_timeout": timeout + (wait_timeout_ms / 1000 if wait_replicas else 0),
                                   "socket_connect_timeout": timeout}
@@ -324,7 +324,7 @@ class RedisReplayStore(PingByStatus):
         if isinstance(self._client, RedisCluster):
             return {node.name: self._client.get_redis_connection(node).info(section)
                     for node in self._client.get_nodes()}
-        return {self.name.removeprefix("redis "): self._client.info(section)}
+        return {self.name.rpartition(" ")[2]: self._client.info(section)}
 
     def check_eviction(self) -> list[str]:
         """The nodes whose policy can drop a live key, in words (refused unless ``allow_eviction``)."""

@@ -7,20 +7,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .expect import Expect, Profile
-from .issuer import MiniIssuer
-from .minting import Fixtures, now, public_jwk, random_opaque_token, thumbprint
-from .model import Recorder, SkipCase
-from .transport import ClientCert, Header, Outgoing, Response, Transport
+from ..expect import Expect, Profile
+from ..issuer import MiniIssuer
+from ..minting import Fixtures, now, public_jwk, random_opaque_token, thumbprint
+from ..model import Recorder, SkipCase
+from ..transport import ClientCert, Header, Outgoing, Response, Transport
 
 
 @dataclass
 class Knobs:
-    """Verifier settings the time-dependent cases depend on (spec §0.1 fixture by default)."""
+    """Verifier settings the time-dependent cases depend on (docs/conformance-cases.md, Notation fixture by default)."""
 
     iat_past: int = 60
     iat_future: int = 15
     leeway: int = 60
+    jwks_cooldown: int = 30  # the verifier's minimum interval between JWKS refreshes
 
 
 class RsContext:
@@ -52,7 +53,7 @@ class RsContext:
         return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
     def url(self, which: str = "read", query: str | None = "x=1") -> str:
-        """The external request URL (spec §0.1 baseline ``GET https://api.test/resource?x=1``)."""
+        """The external request URL (baseline, docs/conformance-cases.md: ``GET https://api.test/resource?x=1``)."""
         base = {"read": self.resource, "write": self.write_resource,
                 "nonce": self.nonce_resource or ""}[which]
         base = self.without_query(base)
@@ -109,7 +110,7 @@ class RsContext:
 
     def b_dpop(self, *, token: str | None = None, scheme: str = "DPoP", url: str | None = None,
                method: str = "GET", proof_kw: dict[str, Any] | None = None, **send_kw: Any) -> Response:
-        """B-DPOP (spec §0.1) with the given deltas."""
+        """B-DPOP (docs/conformance-cases.md, Notation) with the given deltas."""
         token = token if token is not None else self.at("jkt")
         kw = {"htm": method, **(proof_kw or {})}
         proof = self.proof(token, url=url, **kw)

@@ -645,7 +645,7 @@ def start_tokenguard(
     With `settle` its replay store is given an old epoch first (`support.settle_replay_store`), so DPoP
     proofs are accepted at once rather than after a new store's reset guard."""
     if settle:
-        settle_replay_store(config=config)
+        settle_replay_store(config=config, env=env)
     return start_process(
         tokenguard_command(config, workers),
         name=f"tokenguard-{port}",

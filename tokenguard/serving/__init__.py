@@ -1,7 +1,7 @@
 """``tokenguard serve``: a well-kept server with N workers in production, the Flask server with ``--dev``.
 
 Engines are registered by name (``server.engine``): :mod:`.gunicorn` and :mod:`.granian`. The replay
-store is shared by all workers (embedded SQLite by default), so ``--workers N`` is replay-safe; the
+store is shared by all workers (the embedded LMDB store by default), so ``--workers N`` is replay-safe; the
 ``memory`` store is refused with more than one worker. SIGHUP reloads the config on every engine, and a
 bad new config is refused while the old one stays in force (:mod:`.reload`).
 """

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenguard.core.errors import InvalidToken
+from tokenguard.core.errors import InvalidToken, safe_text
 from tokenguard.core.introspection import Introspector
 from tokenguard.core.jwks import JwksCache
 from tokenguard.core.jws import JWSError, parse_compact, parse_json_object, verify_signature
@@ -67,6 +67,14 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _quoted(value: Any, limit: int = 80) -> str:
+    """An attacker-chosen claim value, fit for a log line and an ``error_description`` (RFC 6750 §3
+    charset, truncated)."""
+    if not isinstance(value, str):
+        return "(none)" if value is None else f"(a {type(value).__name__})"
+    return f"'{safe_text(value, limit)}{'...' if len(value) > limit else ''}'"
+
+
 def _media_type(typ: Any) -> str | None:
     if not isinstance(typ, str):
         return None
@@ -92,16 +100,16 @@ class AccessTokenValidator:
         self._lock = threading.Lock()
 
     def readiness(self) -> dict[str, str]:
-        """Per issuer: "ok" when it has signing keys (fetching them if due) or an introspection endpoint."""
+        """Per issuer: "ok" when its keys can verify tokens or it has an introspection endpoint, else why not.
+
+        Never waits on an issuer (beyond a process's first fetch, bounded by ``token.key_wait``).
+        """
         if not self.issuers:
             return {"issuers": "no issuer configured"}
         checks = {}
         for issuer in self.issuers.values():
-            if issuer.jwks is not None:
-                issuer.jwks.load_if_due()
-            ok = (issuer.jwks is not None and issuer.jwks.has_keys) or issuer.introspector is not None
-            problem = issuer.jwks.last_error if issuer.jwks is not None else None
-            checks[f"issuer {issuer.issuer}"] = "ok" if ok else (problem or "no keys")
+            status = issuer.jwks.status() if issuer.jwks is not None else "no keys"
+            checks[f"issuer {issuer.issuer}"] = "ok" if issuer.introspector is not None else status
         return checks
 
     def validate(self, token: str) -> AccessToken:
@@ -166,14 +174,12 @@ class AccessTokenValidator:
         iss = claims.get("iss")
         issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None or issuer.jwks is None:
-            raise InvalidToken("token_unknown_issuer", "Access token issuer is not trusted")
+            raise InvalidToken("token_unknown_issuer", f"Access token issuer {_quoted(iss)} is not trusted")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("token_malformed", "Access token kid is not a string")
-        # jku, x5u, jwk and x5c are ignored: keys come from the issuer's jwks_uri only
-        keys = issuer.jwks.keys_for(kid, alg)
-        if not any(verify_signature(alg, key, jws.signing_input, jws.signature) for key in keys):
-            raise InvalidToken("token_bad_signature", "Access token signature does not verify")
+        # Every check that needs no key comes first: a forged token must not make the verifier look up,
+        # let alone fetch, keys (an unknown kid can trigger a JWKS fetch).
         for name in self.required_claims:
             if name not in claims:
                 raise InvalidToken("token_missing_claim", f"Access token lacks the {name} claim")
@@ -182,6 +188,10 @@ class AccessTokenValidator:
                 raise InvalidToken("token_malformed", f"Access token {name} is not a number")
         self._check_audience(claims.get("aud"), issuer.audiences or self.audiences)
         self._check_times(claims)
+        # jku, x5u, jwk and x5c are ignored: keys come from the issuer's jwks_uri only
+        keys = issuer.jwks.keys_for(kid, alg)
+        if not any(verify_signature(alg, key, jws.signing_input, jws.signature) for key in keys):
+            raise InvalidToken("token_bad_signature", "Access token signature does not verify")
         return AccessToken(issuer=issuer.issuer, claims=claims, source="jwt")
 
     def _introspect(self, token: str) -> AccessToken:

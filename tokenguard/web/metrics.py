@@ -11,6 +11,8 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from tokenguard.core.jwks import FetchEvent
+
 DECISIONS = Counter("tokenguard_decisions_total", "Auth decisions", ["result", "reason"])
 LATENCY = Histogram("tokenguard_decision_seconds", "Time to decide one auth sub-request",
                     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
@@ -18,8 +20,8 @@ JWKS_FETCHES = Counter("tokenguard_jwks_fetches_total", "JWKS fetches", ["issuer
 REPLAY_ERRORS = Counter("tokenguard_replay_store_errors_total", "Replay store failures (requests failed closed)")
 
 
-def on_jwks_fetch(issuer: str, ok: bool) -> None:
-    JWKS_FETCHES.labels(issuer=issuer, outcome="ok" if ok else "error").inc()
+def on_jwks_fetch(fetch: FetchEvent) -> None:
+    JWKS_FETCHES.labels(issuer=fetch.issuer, outcome="ok" if fetch.ok else "error").inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -348,7 +348,14 @@ class JwksCache:
         return self._next_delay(record)
 
     def _cycle(self, reasons: set[str], kid: str | None) -> KeyRecord:
-        """Under the host-wide lock: adopt what another process fetched, then fetch if (still) due."""
+        """Adopt what another process fetched; if a fetch is (still) due, fetch under the host-wide lock.
+
+        The first look needs no lock (the store replaces records atomically), so a process adopts the
+        keys at once even while another one holds the lock for a slow fetch.
+        """
+        self._adopt(self._store.load(self.issuer))
+        if not self._due(self._view.record, self._clock(), reasons, kid):
+            return self._view.record
         with self._store.exclusive(self.issuer):
             before = self._store.load(self.issuer) or self._view.record
             self._adopt(before)
@@ -382,11 +389,12 @@ class JwksCache:
             document = self._fetch(uri)
             if not parse_jwks(document):
                 raise FetchError(f"the JWKS at {uri} has no usable signing key")
-        except FetchError as exc:
-            return replace(record, jwks_uri=None, attempted_at=now, kid_refresh_at=kid_refresh_at,
+        except FetchError as exc:  # back-off counts from the end of the attempt: a slow one is no retry
+            return replace(record, jwks_uri=None, attempted_at=self._clock(), kid_refresh_at=kid_refresh_at,
                            failures=record.failures + 1, error=str(exc) or type(exc).__name__)
-        return KeyRecord(jwks=document, fetched_at=self._clock(), jwks_uri=None if self.jwks_uri else uri,
-                         attempted_at=now, kid_refresh_at=kid_refresh_at)
+        done = self._clock()
+        return KeyRecord(jwks=document, fetched_at=done, jwks_uri=None if self.jwks_uri else uri,
+                         attempted_at=done, kid_refresh_at=kid_refresh_at)
 
     def _adopt(self, record: KeyRecord | None) -> None:
         """Take ``record`` as this process's view; its keys if they are newer than the ones held."""

@@ -121,6 +121,14 @@ def observe_key_fetch(fetch: FetchEvent) -> None:
     logs.key_fetch(fetch)
 
 
+def start_key_refresh(service: AuthService) -> None:
+    """Start every issuer's background key refresher: a worker calls it once it is built, so the first
+    fetch (or the adoption of persisted keys) runs before requests arrive, not in their way."""
+    for issuer in service.verifier.tokens.issuers.values():
+        if issuer.jwks is not None:
+            issuer.jwks.start()
+
+
 def build_service(config: Config, verifier: Verifier | None = None, **verifier_options: object) -> AuthService:
     """The auth service for a config; ``verifier`` may be injected (tests), else it is built here."""
     if verifier is None:

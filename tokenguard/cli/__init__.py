@@ -329,10 +329,11 @@ def _cert_thumbprint(path: str) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file with :func:`tokenguard.settings.load_config`."""
+    """Validate a config file as ``serve`` and a reload would (:func:`tokenguard.serving.reload.load_checked`)."""
     config = _import("tokenguard.settings", "check-config")
+    reload = _import("tokenguard.serving.reload", "check-config")
     try:
-        config.load_config(args.file)
+        reload.load_checked(args.file)
     except config.ConfigError as exc:
         _err(str(exc))
         return EXIT_REFUSED
@@ -546,8 +547,9 @@ examples:
     p.add_argument("--json", action="store_true", help='print {"jkt": ...} or {"x5t#S256": ...}')
 
     p = verb("check-config", "validate a tokenguard config file", """\
-Prints "FILE: ok", or the first problem as "FILE: key: what is wrong" and exits 1.
-Environment overrides (TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
+Prints "FILE: ok", or every problem as "FILE: key: what is wrong" and exits 1: the file's values,
+then what start-up would trip over on this host (state directory, secret files, a memory store with
+several workers). Environment overrides (TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
 
 example:
   tokenguard check-config /etc/tokenguard/tokenguard.toml""", cmd_check_config)

@@ -342,6 +342,21 @@ def test_damaged_key_file_is_ignored_with_a_log_line(tmp_path: Path, issuer: Iss
     assert store.load(ISS) is not None
 
 
+def test_a_removed_key_file_is_written_again_from_memory(tmp_path: Path, issuer: Issuer) -> None:
+    clock = Clock()
+    cache = inline(issuer, clock, FileKeyStore(tmp_path), cooldown=30)
+    cache.keys_for("as-1", "RS256")
+    clock.advance(2)
+    with pytest.raises(InvalidToken):
+        cache.keys_for("nope", "RS256")  # an unknown-kid fetch: the cool-down starts
+    (path,) = (tmp_path / "jwks").glob("*.json")
+    path.unlink()
+    clock.advance(2)
+    with pytest.raises(InvalidToken):
+        cache.keys_for("nope-2", "RS256")  # a cycle with nothing to fetch ...
+    assert issuer.calls == 2 and path.exists()  # ... puts the keys back for the next process
+
+
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
                                                                                  max_size=4), max_leaves=12)

@@ -353,11 +353,16 @@ class JwksCache:
         The first look needs no lock (the store replaces records atomically), so a process adopts the
         keys at once even while another one holds the lock for a slow fetch.
         """
-        self._adopt(self._store.load(self.issuer))
-        if not self._due(self._view.record, self._clock(), reasons, kid):
+        stored = self._store.load(self.issuer)
+        self._adopt(stored)
+        lost = stored is None and self._view.fetched_at is not None  # the file was removed or damaged
+        if not lost and not self._due(self._view.record, self._clock(), reasons, kid):
             return self._view.record
         with self._store.exclusive(self.issuer):
-            before = self._store.load(self.issuer) or self._view.record
+            stored = self._store.load(self.issuer)
+            if stored is None and self._view.fetched_at is not None:
+                self._store.save(self.issuer, self._view.record)  # put the keys held back for restarts
+            before = stored or self._view.record
             self._adopt(before)
             now = self._clock()
             if not self._due(before, now, reasons, kid):

@@ -476,7 +476,9 @@ def under_fault(port: int, token: str, traffic: Callable[[], Traffic], figures: 
             faulty.append(rate)
             slowest = max(slowest, worst)
             answers += running.answers
-        ratio = statistics.mean(sorted(faulty)[ROUNDS // 2:]) / statistics.mean(sorted(base)[ROUNDS // 2:])
+        baseline = statistics.mean(sorted(base)[ROUNDS // 2:])
+        assert baseline > 0, f"the service stopped answering legitimate requests ({base}, {faulty})"
+        ratio = statistics.mean(sorted(faulty)[ROUNDS // 2:]) / baseline
         figures(f"baseline req/s (measurement {attempt})", [round(r) for r in base])
         figures(f"under fault req/s (measurement {attempt})", [round(r) for r in faulty])
         figures(f"kept, better halves (measurement {attempt})", f"{ratio:.0%}")

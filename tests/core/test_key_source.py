@@ -229,25 +229,30 @@ def test_unknown_issuer_is_named_sanitised_and_truncated(env: Env) -> None:
 # -- served: the request path never waits on the network beyond key_wait -------------------------------
 
 
-def test_first_fetch_is_waited_for_within_the_budget_then_never(issuer: Issuer) -> None:
+def test_a_slow_first_fetch_is_waited_for_within_the_budget_then_never(issuer: Issuer) -> None:
     issuer.hang.set()
+    issuer.down = True
     cache = served(issuer)
     try:
         started = time.monotonic()
         with pytest.raises(VerifierUnavailable, match="jwks_unavailable"):
             cache.keys_for("as-1", "RS256")
-        first = time.monotonic() - started
-        for _ in range(20):
-            with pytest.raises(VerifierUnavailable):
-                cache.keys_for("as-1", "RS256")
-        assert not issuer.release.is_set()  # every answer came while the fetch still hung
-        assert first >= BUDGET * 0.9  # the first request gave the fetch its budget ...
-        assert issuer.calls == 1  # ... and nothing else asked the issuer again
-        issuer.hang.clear()
-        issuer.release.set()
+        assert time.monotonic() - started >= BUDGET * 0.9  # the first fetch got its budget
+        assert not issuer.release.is_set()  # ... and the answer came while it still hung
+        issuer.release.set()  # it fails, slowly: from now on nobody waits for this issuer
         from support import wait_for
 
-        wait_for(lambda: cache.status() == "ok", "the slow fetch to land")
+        wait_for(lambda: cache._generation >= 1, "the first attempt to end")
+        issuer.release.clear()
+        started = time.monotonic()
+        for _ in range(20):
+            with pytest.raises(VerifierUnavailable, match="jwks_unavailable"):
+                cache.keys_for("as-1", "RS256")
+        assert time.monotonic() - started < 20 * BUDGET / 2  # bounded: not a wait each
+        issuer.hang.clear()
+        issuer.down = False
+        issuer.release.set()
+        wait_for(lambda: cache.status() == "ok", "the issuer to be fetched again after its back-off")
         assert cache.keys_for("as-1", "RS256")
     finally:
         cache.close()
@@ -280,6 +285,23 @@ def test_unknown_kid_waits_for_one_fetch_within_budget_and_others_do_not_wait(is
         assert issuer.calls == asked and not issuer.release.is_set()
     finally:
         issuer.release.set()
+        cache.close()
+
+
+def test_an_issuer_back_from_down_serves_the_next_request(issuer: Issuer) -> None:
+    """Down (connections refused: quick failures) while no keys are held: once it is back, the next
+    request after a second fetches and waits for the keys, instead of failing until the back-off ends."""
+    issuer.down = True
+    cache = served(issuer, key_wait=5.0)
+    try:
+        for _ in range(3):
+            with pytest.raises(VerifierUnavailable, match="jwks_unavailable"):
+                cache.keys_for("as-1", "RS256")
+            time.sleep(1.1)
+        issuer.down = False
+        time.sleep(1.1)
+        assert cache.keys_for("as-1", "RS256")
+    finally:
         cache.close()
 
 

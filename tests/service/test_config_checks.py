@@ -16,9 +16,10 @@ from tokenguard.settings import ConfigError, load_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tokenguard(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def tokenguard(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The CLI with no TOKENGUARD_* variables from the caller's environment."""
     return subprocess.run([sys.executable, "-m", "tokenguard", *args], capture_output=True, text=True,  # noqa: S603
-                          timeout=timeout, cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+                          timeout=timeout, cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -34,7 +35,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_check_config_refuses_what_would_fail_at_start(tmp_path: Path, text: str, key: str, problem: str) -> None:
     path = tmp_path / "tokenguard.toml"
     path.write_text(f"[server]\n{text}\n")
-    done = tokenguard("check-config", str(path))
+    done = tokenguard("check-config", str(path), home=tmp_path)
     assert done.returncode == 1
     assert f"{path}: {key}: {problem}" in done.stderr
     assert "Traceback" not in done.stderr
@@ -73,22 +74,20 @@ nonce_secret_file = "{tmp_path}/absent"
 [replay]
 store = "memory"
 """)
-    done = tokenguard("check-config", str(path))
+    done = tokenguard("check-config", str(path), home=tmp_path)
     assert done.returncode == 1, done
     assert done.stderr.splitlines() == [
         f"{path}: server.state_dir: {blocker} is not a directory",
         f"{path}: dpop.nonce_secret_file: cannot read {tmp_path}/absent: No such file or directory",
-        f"{path}: replay.store: 'memory' keeps DPoP jti values inside one process, so with 2 workers a replayed "
-        "proof reaching another worker would be accepted; use 'embedded' (default, shared by all workers on this "
-        "host), a redis:// URL, or --workers 1",
     ]
-    with pytest.raises(ConfigError):
-        load_checked(str(path))
+    with pytest.raises(ConfigError) as caught:  # a reload knows its worker count: the memory store too
+        load_checked(str(path), workers=2)
+    assert [p.key for p in caught.value.problems] == ["server.state_dir", "dpop.nonce_secret_file", "replay.store"]
 
 
 def test_a_good_config_passes(tmp_path: Path) -> None:
     path = write(tmp_path, '[token]\naudience = "https://api.test"\n[[issuer]]\nissuer = "https://as.test"\n')
-    done = tokenguard("check-config", str(path))
+    done = tokenguard("check-config", str(path), home=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == f"{path}: ok"
     assert not (tmp_path / "state").exists()  # checking creates nothing
 
@@ -99,7 +98,7 @@ def test_a_good_config_passes(tmp_path: Path) -> None:
     (["--workers", "0"], "--workers: must be at least 1"),
 ])
 def test_serve_refuses_a_bad_command_line_without_a_traceback(tmp_path: Path, args: list[str], problem: str) -> None:
-    done = tokenguard("serve", "--config", str(write(tmp_path, "")), *args)
+    done = tokenguard("serve", "--config", str(write(tmp_path, "")), *args, home=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == f"tokenguard: {problem}"
 
@@ -109,8 +108,8 @@ def test_serve_refuses_a_config_whose_workers_could_not_start(tmp_path: Path) ->
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     path = write(tmp_path, f'listen = "127.0.0.1:9"\n[replay]\nstore = "sqlite://{blocker}/replay.db"\n')
-    assert tokenguard("check-config", str(path)).returncode == 0  # nothing in the file itself is wrong
-    done = tokenguard("serve", "--config", str(path))
+    assert tokenguard("check-config", str(path), home=tmp_path).returncode == 0  # nothing in the file itself is wrong
+    done = tokenguard("serve", "--config", str(path), home=tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith(f"tokenguard: {path}: cannot start workers: FileExistsError")
     assert "Traceback" not in done.stderr

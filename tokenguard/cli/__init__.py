@@ -548,8 +548,8 @@ examples:
 
     p = verb("check-config", "validate a tokenguard config file", """\
 Prints "FILE: ok", or every problem as "FILE: key: what is wrong" and exits 1: the file's values,
-then what start-up would trip over on this host (state directory, secret files, a memory store with
-several workers). Environment overrides (TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
+then what start-up would trip over on this host (state directory, secret files). Environment
+overrides (TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
 
 example:
   tokenguard check-config /etc/tokenguard/tokenguard.toml""", cmd_check_config)

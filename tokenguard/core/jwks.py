@@ -3,10 +3,12 @@ request path.
 
 A :class:`JwksCache` holds one issuer's key set. Served (``background=True``), a daemon thread per issuer
 refreshes it before it expires (at 80 % of ``ttl``), backing off with jitter while the issuer fails, so
-requests only read the key set in memory. A request waits for the network in two cases only, and never
-longer than ``key_wait``: while this process's first refresh runs (no key set fetched or persisted yet),
-and while a refresh asked for by an unknown ``kid`` runs. Otherwise a request for an issuer whose keys
-are not available is refused at once (``jwks_unavailable``, naming the issuer and the last error).
+requests only read the key set in memory. A request waits for the network in three cases only, and never
+longer than ``key_wait``: while this process's first refresh runs (no key set fetched or persisted yet);
+while a refresh asked for by an unknown ``kid`` runs; and while an issuer without usable keys whose last
+attempt failed quickly (down, not slow) is tried again, at most once a second on the host, so that it
+serves again as soon as it is back. Otherwise a request for an issuer whose keys are not available is
+refused at once (``jwks_unavailable``, naming the issuer and the last error).
 
 The key set's state for the whole host, a :class:`KeyRecord`, lives in a :class:`KeyStore`: served, one
 private file per issuer under the state directory (:mod:`tokenguard.keysets`), read at start so that a
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL = 300  # seconds a fetched key set is fresh; it is refreshed in the background before that
 DEFAULT_COOLDOWN = 30  # at most one unknown-kid fetch per issuer and host in this many seconds
 DEFAULT_MAX_STALE = 86400  # seconds fetched keys keep serving while the issuer cannot be reached
-DEFAULT_KEY_WAIT = 0.5  # the most a request waits for a fetch (first one of a process, unknown kid)
+DEFAULT_KEY_WAIT = 1.0  # the most a request waits for a fetch (a process's first, unknown kid, issuer back)
 REFRESH_AT = 0.8  # refresh when a key set has lived this fraction of its TTL
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # back-off after failed fetches: 1, 2, 4, ... 30 s, plus jitter
 _IDLE_CHECK = 30.0  # the refresher looks at the shared record at least this often (other workers' fetches)
@@ -61,18 +63,19 @@ class KeyRecord:
     kid_refresh_at: float | None = None  # the last fetch asked for by an unknown kid
     failures: int = 0  # failed attempts since the last success
     error: str | None = None  # why the last attempt failed
+    took: float | None = None  # seconds the last attempt took (a slow issuer is never waited for)
 
     def to_json(self) -> dict[str, Any]:
         return {"jwks": self.jwks, "fetched_at": self.fetched_at, "jwks_uri": self.jwks_uri,
                 "attempted_at": self.attempted_at, "kid_refresh_at": self.kid_refresh_at,
-                "failures": self.failures, "error": self.error}
+                "failures": self.failures, "error": self.error, "took": self.took}
 
     @classmethod
     def from_json(cls, data: Any) -> KeyRecord | None:
         """The record in ``data``, or None if anything in it has the wrong type (a damaged file)."""
         if not isinstance(data, dict):
             return None
-        times = [data.get(name) for name in ("fetched_at", "attempted_at", "kid_refresh_at")]
+        times = [data.get(name) for name in ("fetched_at", "attempted_at", "kid_refresh_at", "took")]
         if not all(t is None or isinstance(t, int | float) and not isinstance(t, bool) for t in times):
             return None
         jwks, uri, failures, error = data.get("jwks"), data.get("jwks_uri"), data.get("failures", 0), data.get("error")
@@ -80,7 +83,7 @@ class KeyRecord:
             return None
         if not isinstance(failures, int) or isinstance(failures, bool) or not (error is None or isinstance(error, str)):
             return None
-        return cls(jwks, times[0], uri, times[1], times[2], max(0, failures), error)
+        return cls(jwks, times[0], uri, times[1], times[2], max(0, failures), error, times[3])
 
 
 class KeyStore(Protocol):
@@ -204,8 +207,7 @@ class JwksCache:
         self._kid: str | None = None
         self._generation = 0  # completed refresh cycles
         self._cycling = False
-        self._first_until = 0.0  # monotonic: requests may wait for the first cycle until then
-        self._kid_until, self._kid_generation = 0.0, 0  # ... and for a kid-asked cycle until then
+        self._until, self._target = 0.0, 0  # monotonic: requests may wait for the cycle one asked for until then
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
@@ -251,7 +253,6 @@ class JwksCache:
         if self._background and self._thread is None:
             with self._start_lock:
                 if self._thread is None:
-                    self._first_until = time.monotonic() + self.key_wait
                     self._poked[MISSING] = self._clock()  # the first cycle runs now anyway
                     self._thread = threading.Thread(target=_refresher, args=(weakref.ref(self), self._wake),
                                                      name=f"tokenguard-keys {self.issuer}", daemon=True)
@@ -269,7 +270,7 @@ class JwksCache:
         fetched = view.fetched_at
         if fetched is not None and now - fetched < self._refresh_after:
             return view  # the request path: one clock read
-        if fetched is None or now - fetched > self.max_stale:
+        if self._unusable(now):
             view = self._refresh(MISSING)
             if view.fetched_at is None or self._clock() - view.fetched_at > self.max_stale:
                 raise VerifierUnavailable("jwks_unavailable", self._problem(view, now))
@@ -279,6 +280,10 @@ class JwksCache:
         else:
             view = self._refresh(DUE)
         return view
+
+    def _unusable(self, now: float) -> bool:
+        fetched = self._view.fetched_at
+        return fetched is None or now - fetched > self.max_stale
 
     def _problem(self, view: _View, now: float) -> str:
         cause = view.record.error or "not fetched yet"
@@ -304,21 +309,26 @@ class JwksCache:
                 self._cycle({reason}, kid)
             return self._view
         self.start()
-        if reason == KID:
-            if self._may_poke(KID):
-                with self._done:
-                    self._reasons.add(KID)
-                    self._kid = kid
-                    if not self._cycling:  # else a cycle (maybe a slow fetch) already runs: no new wait
-                        self._kid_generation = self._generation + 1
-                        self._kid_until = time.monotonic() + self.key_wait
-                self._wake.set()
-            return self._wait(self._kid_until, self._kid_generation)
         if self._may_poke(reason):
             with self._done:
                 self._reasons.add(reason)
+                if kid is not None:
+                    self._kid = kid
+                if not self._cycling and self._worth_waiting(reason):  # else a cycle (maybe slow) already runs
+                    self._until, self._target = time.monotonic() + self.key_wait, self._generation + 1
             self._wake.set()
-        return self._wait(self._first_until, 1)  # only the first cycle of a process is waited for
+        view = self._wait(self._until, self._target)
+        if reason == MISSING and not view.keys and self._generation < 1:  # a process's first cycle still runs
+            view = self._wait(time.monotonic() + self.key_wait, 1)
+        return view
+
+    def _worth_waiting(self, reason: str) -> bool:
+        """An unknown kid may bring one fetch per cool-down; missing keys are waited for only when the last
+        attempt failed quickly (a down issuer that may be back; a slow one would only make requests wait)."""
+        if reason == KID:
+            return True
+        took = self._view.record.took
+        return reason == MISSING and took is not None and took < self.key_wait
 
     def _wait(self, until: float, generation: int) -> _View:
         with self._done:
@@ -374,8 +384,12 @@ class JwksCache:
         return record
 
     def _due(self, record: KeyRecord, now: float, reasons: set[str], kid: str | None) -> bool:
-        if record.failures and record.attempted_at is not None and now < record.attempted_at + backoff(record.failures):
-            return False
+        if record.failures and record.attempted_at is not None:
+            wait = backoff(record.failures)
+            if MISSING in reasons and record.took is not None and record.took < self.key_wait and self._unusable(now):
+                wait = RETRY_FIRST  # requests need the keys, and trying again costs next to nothing
+            if now < record.attempted_at + wait:
+                return False
         if record.fetched_at is None or now - record.fetched_at >= self._refresh_after:
             return True
         if KID in reasons and kid is not None and kid not in self._view.kids:
@@ -384,6 +398,7 @@ class JwksCache:
 
     def _fetched(self, record: KeyRecord, now: float, *, kid_asked: bool) -> KeyRecord:
         kid_refresh_at = now if kid_asked else record.kid_refresh_at
+        started = time.monotonic()
         uri = self.jwks_uri or record.jwks_uri
         try:
             if uri is None:
@@ -396,10 +411,11 @@ class JwksCache:
                 raise FetchError(f"the JWKS at {uri} has no usable signing key")
         except FetchError as exc:  # back-off counts from the end of the attempt: a slow one is no retry
             return replace(record, jwks_uri=None, attempted_at=self._clock(), kid_refresh_at=kid_refresh_at,
-                           failures=record.failures + 1, error=str(exc) or type(exc).__name__)
+                           failures=record.failures + 1, error=str(exc) or type(exc).__name__,
+                           took=time.monotonic() - started)
         done = self._clock()
         return KeyRecord(jwks=document, fetched_at=done, jwks_uri=None if self.jwks_uri else uri,
-                         attempted_at=done, kid_refresh_at=kid_refresh_at)
+                         attempted_at=done, kid_refresh_at=kid_refresh_at, took=time.monotonic() - started)
 
     def _adopt(self, record: KeyRecord | None) -> None:
         """Take ``record`` as this process's view; its keys if they are newer than the ones held."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokenguard import __version__
-from tokenguard.serving.reload import load_checked, probe, redacted
+from tokenguard.serving.reload import load_checked, probe, redacted, refusal
 from tokenguard.settings import Config, ConfigError
 from tokenguard.settings.schema import listen_problem
 from tokenguard.web.logs import announce, configure_logging
@@ -86,11 +86,14 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(f"tokenguard: {p}" for p in problems), file=sys.stderr)
         return 2
     try:
-        config = load_checked(args.config, args.workers, dev=args.dev)
+        config = load_checked(args.config)
     except ConfigError as exc:
         print("\n".join(f"tokenguard: {p}" for p in exc.problems), file=sys.stderr)
         return 2
     workers = args.workers or config.server.workers
+    if (problem := refusal(config, workers, args.dev)) is not None:
+        print(f"tokenguard: {config.source}: replay.store: {problem}", file=sys.stderr)
+        return 2
     threads = args.threads or config.server.threads
     listen = args.listen or config.server.listen
     config.state_dir.mkdir(parents=True, exist_ok=True)

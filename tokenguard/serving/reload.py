@@ -46,12 +46,12 @@ def refusal(config: Config, workers: int, dev: bool = False) -> str | None:
     return None
 
 
-def load_checked(path: str | None, workers: int | None = None, dev: bool = False) -> Config:
-    """Load ``path`` and check it against this host and ``workers`` processes (default: its own
-    ``server.workers``); a :class:`ConfigError` names every problem."""
+def load_checked(path: str | None, workers: int | None = None) -> Config:
+    """Load ``path`` and check it against this host and, when known, against ``workers`` processes (the
+    command line may set them); a :class:`ConfigError` names every problem."""
     config = load_config(path)
     problems = [Problem(config.source, key, problem) for key, problem in host_problems(config)]
-    if (problem := refusal(config, workers or config.server.workers, dev)) is not None:
+    if workers is not None and (problem := refusal(config, workers)) is not None:
         problems.append(Problem(config.source, "replay.store", problem))
     if problems:
         raise ConfigError.of(problems)

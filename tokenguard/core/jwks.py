@@ -253,7 +253,6 @@ class JwksCache:
         if self._background and self._thread is None:
             with self._start_lock:
                 if self._thread is None:
-                    self._poked[MISSING] = self._clock()  # the first cycle runs now anyway
                     self._thread = threading.Thread(target=_refresher, args=(weakref.ref(self), self._wake),
                                                      name=f"tokenguard-keys {self.issuer}", daemon=True)
                     weakref.finalize(self, self._wake.set)  # a cache that is gone ends its refresher at once
@@ -387,7 +386,9 @@ class JwksCache:
         if record.failures and record.attempted_at is not None:
             wait = backoff(record.failures)
             if MISSING in reasons and record.took is not None and record.took < self.key_wait and self._unusable(now):
-                wait = RETRY_FIRST  # requests need the keys, and trying again costs next to nothing
+                # Requests need the keys and trying costs next to nothing: the first request after a failed
+                # attempt (say, a worker's first, before the issuer was up) tries at once, later ones once a second.
+                wait = 0.0 if record.failures == 1 else RETRY_FIRST
             if now < record.attempted_at + wait:
                 return False
         if record.fetched_at is None or now - record.fetched_at >= self._refresh_after:

@@ -4,7 +4,7 @@ request path.
 A :class:`JwksCache` holds one issuer's key set. Served (``background=True``), a daemon thread per issuer
 refreshes it before it expires (at 80 % of ``ttl``), backing off with jitter while the issuer fails, so
 requests only read the key set in memory. A request waits for the network in three cases only, and never
-longer than ``key_wait``: while this process's first refresh runs (no key set fetched or persisted yet);
+longer than ``key_wait``: while this process's first refresh runs, in its first ``key_wait`` seconds;
 while a refresh asked for by an unknown ``kid`` runs; and while an issuer without usable keys whose last
 attempt failed quickly (down, not slow) is tried again, at most once a second on the host, so that it
 serves again as soon as it is back. Otherwise a request for an issuer whose keys are not available is
@@ -207,7 +207,8 @@ class JwksCache:
         self._kid: str | None = None
         self._generation = 0  # completed refresh cycles
         self._cycling = False
-        self._until, self._target = 0.0, 0  # monotonic: requests may wait for the cycle one asked for until then
+        self._first_until = 0.0  # monotonic: requests may wait for a process's first cycle until then ...
+        self._until, self._target = 0.0, 0  # ... and for the cycle a request asked for (kid, missing keys)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
@@ -253,6 +254,7 @@ class JwksCache:
         if self._background and self._thread is None:
             with self._start_lock:
                 if self._thread is None:
+                    self._first_until = time.monotonic() + self.key_wait  # bounded once, not per request
                     self._thread = threading.Thread(target=_refresher, args=(weakref.ref(self), self._wake),
                                                      name=f"tokenguard-keys {self.issuer}", daemon=True)
                     weakref.finalize(self, self._wake.set)  # a cache that is gone ends its refresher at once
@@ -317,8 +319,8 @@ class JwksCache:
                     self._until, self._target = time.monotonic() + self.key_wait, self._generation + 1
             self._wake.set()
         view = self._wait(self._until, self._target)
-        if reason == MISSING and not view.keys and self._generation < 1:  # a process's first cycle still runs
-            view = self._wait(time.monotonic() + self.key_wait, 1)
+        if reason == MISSING and not view.keys:
+            view = self._wait(self._first_until, 1)  # a process's first cycle
         return view
 
     def _worth_waiting(self, reason: str) -> bool:

@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 StartTokenguard = Callable[..., harness.ManagedProcess]
+Figures = Callable[[str, object], None]
+_FIGURES: list[tuple[str, str, object]] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -93,3 +95,21 @@ def nginx_binary() -> str:
 @pytest.fixture
 def caddy_binary() -> str:
     return _need("caddy")
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Figures:
+    """record(name, value): a measured figure, printed in the run's summary (and kept in JUnit properties)."""
+
+    def record(name: str, value: object) -> None:
+        _FIGURES.append((request.node.name, name, value))
+        request.node.user_properties.append((name, value))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _FIGURES:
+        terminalreporter.section("fault suite figures")
+        for test, name, value in _FIGURES:
+            terminalreporter.write_line(f"{test}: {name} = {value}")

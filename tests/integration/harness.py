@@ -677,12 +677,19 @@ class _StubIssuerHandler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, payload: object) -> None:
         body = json.dumps(payload).encode()
+        trickle = self.path.split("?", 1)[0] in self.server.stub.trickle_paths  # type: ignore[attr-defined]
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not trickle:
+                self.wfile.write(body)
+                return
+            for byte in body:  # a byte at a time, each well within any per-read timeout
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(self.server.stub.delay)  # type: ignore[attr-defined]
         except OSError:
             pass  # the client gave up (timeout test): nothing to do
 
@@ -719,7 +726,8 @@ class StubIssuer:
     """A tiny authorization server for the verifier: metadata + JWKS (+ introspection), in a thread.
 
     Faults are switched on the live object: `failing` (HTTP 503 everywhere), `slow_paths` (those
-    paths sleep `delay` seconds before answering) and `close()` (the IdP is gone: open keep-alive
+    paths sleep `delay` seconds before answering), `trickle_paths` (those answer at once but send
+    their body one byte every `delay` seconds) and `close()` (the IdP is gone: open keep-alive
     connections are cut and new ones refused).
     Tokens are RFC 9068 JWTs (typ at+jwt, RS256, kid) minted with joserfc.
     """
@@ -731,6 +739,7 @@ class StubIssuer:
         self.public_jwk = self.key.as_dict(private=False)
         self.failing = False
         self.slow_paths: set[str] = set()
+        self.trickle_paths: set[str] = set()
         self.delay = 5.0
         self.hits: list[str] = []
         self.opaque: dict[str, dict[str, object]] = {}

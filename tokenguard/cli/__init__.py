@@ -321,18 +321,18 @@ def _cert_thumbprint(path: str) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file with :func:`tokenguard.settings.load_config`: every problem at once.
-
-    Exit 0 valid, 1 invalid (each problem as ``FILE: key: problem``), 2 the file cannot be read.
+    """Validate a config file as ``serve`` and a reload would (:func:`tokenguard.serving.reload.load_checked`):
+    every problem at once. Exit 0 valid, 1 invalid (each as ``FILE: key: problem``), 2 the file cannot be read.
     """
     config = _import("tokenguard.settings", "check-config")
+    reload = _import("tokenguard.serving.reload", "check-config")
     unreadable = _unreadable(Path(args.file))
     if unreadable is not None:
         problems = [{"source": args.file, "key": None, "problem": unreadable}]
         code = EXIT_ERROR
     else:
         try:
-            config.load_config(args.file)
+            reload.load_checked(args.file)
         except config.ConfigError as exc:
             problems = [{"source": p.source, "key": None if p.key == "-" else p.key, "problem": p.problem}
                         for p in exc.problems]
@@ -577,8 +577,9 @@ examples:
 
     p = verb("check-config", "validate a tokenguard config file", """\
 Prints "FILE: ok" and exits 0, or every problem, one line each as "FILE: key: what is wrong", and
-exits 1; exits 2 when the file cannot be read at all. Environment overrides
-(TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
+exits 1: the file's values, then what start-up would trip over on this host (state directory, secret
+files); exits 2 when the file cannot be read at all. Environment overrides (TOKENGUARD_<SECTION>_<KEY>)
+are applied, as `serve` would.
 
 examples:
   tokenguard check-config /etc/tokenguard/tokenguard.toml

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -32,11 +33,13 @@ from tokenguard.client.errors import ClientError
 from tokenguard.client.http import auth_request_headers
 from tokenguard.client.keys import read_text
 from tokenguard.core.errors import ReplayStoreUnavailable
+from tokenguard.core.jwks import KeyRecord
 from tokenguard.core.jws import JWSError, parse_compact
 from tokenguard.core.metadata import FetchJson
 from tokenguard.core.replay import PingByStatus, ReplayStore, StoreStatus, scheme_of
 from tokenguard.core.replay.memory import MemoryReplayStore
 from tokenguard.core.trace import Check, Trace
+from tokenguard.keysets import FileKeyStore
 from tokenguard.outbound import http_fetch_json
 from tokenguard.settings import Config, ConfigError, load_config
 from tokenguard.settings.replay import replay_store
@@ -45,6 +48,7 @@ from tokenguard.web.adapters import Incoming
 from tokenguard.web.responses import Answer
 
 EXIT_ALLOW, EXIT_DENY = 0, 1
+EXPLAIN_REQUEST_ID = "tokenguard-explain"
 AUTH_PATH = "/auth"
 
 
@@ -95,6 +99,8 @@ def sub_request(request: ClientRequest, config: Config, endpoint: bool) -> Incom
               (config.proxy.original_method_header, described.pop("X-Original-Method")),
               (config.proxy.original_uri_header, described.pop("X-Original-URI")), *described.items()]
     fields += [(name, value) for name, value in request.headers if name.lower() != "host"]
+    if not any(name.lower() == "x-request-id" for name, _ in fields):
+        fields.append(("X-Request-Id", EXPLAIN_REQUEST_ID))  # the same answer every time, and says where it came from
     if request.cert is not None:
         writer = CERT_WRITERS.get(config.mtls.cert_format)
         if writer is None:
@@ -105,6 +111,22 @@ def sub_request(request: ClientRequest, config: Config, endpoint: bool) -> Incom
 
 
 # -- the service, read-only -------------------------------------------------------------------------------
+
+
+class _PeekKeyStore:
+    """The host's persisted key sets, read but never written or locked (explain creates no state)."""
+
+    def __init__(self, files: FileKeyStore) -> None:
+        self.files = files
+
+    def load(self, issuer: str) -> KeyRecord | None:
+        return self.files.load(issuer) if self.files.directory.is_dir() else None
+
+    def save(self, issuer: str, record: KeyRecord) -> None:
+        return None
+
+    def exclusive(self, issuer: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 class _UnopenedStore(PingByStatus):
@@ -207,7 +229,8 @@ def explain(config: Config, request: ClientRequest, *, jwks_file: str | None = N
     if proxy_address(config) is None:
         notes.append("server.trusted_proxies is empty: forwarded headers and certificates are ignored")
     config, store = read_only_state(config, notes)
-    options: dict[str, Any] = {"replay": store}
+    options: dict[str, Any] = {"replay": store, "keys": _PeekKeyStore(FileKeyStore(config.state_dir)),
+                               "background_keys": False}
     if jwks_file:
         config, options["fetch"] = _offline_keys(config, jwks_file)
         notes.append(f"issuer keys from {jwks_file} (--jwks), not from the issuers' jwks_uri")

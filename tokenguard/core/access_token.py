@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenguard.core.errors import InvalidToken, VerifierUnavailable
+from tokenguard.core.errors import InvalidToken, VerifierUnavailable, safe_text
 from tokenguard.core.introspection import Introspector
 from tokenguard.core.jwks import JwksCache
 from tokenguard.core.jws import JWSError, parse_compact, parse_json_object, verify_signature
@@ -70,6 +70,14 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _quoted(value: Any, limit: int = 80) -> str:
+    """An attacker-chosen claim value, fit for a log line and an ``error_description`` (RFC 6750 §3
+    charset, truncated)."""
+    if not isinstance(value, str):
+        return "(none)" if value is None else f"(a {type(value).__name__})"
+    return f"'{safe_text(value, limit)}{'...' if len(value) > limit else ''}'"
+
+
 def _media_type(typ: Any) -> str | None:
     if not isinstance(typ, str):
         return None
@@ -95,16 +103,16 @@ class AccessTokenValidator:
         self._lock = threading.Lock()
 
     def readiness(self) -> dict[str, str]:
-        """Per issuer: "ok" when it has signing keys (fetching them if due) or an introspection endpoint."""
+        """Per issuer: "ok" when its keys can verify tokens or it has an introspection endpoint, else why not.
+
+        Never waits on an issuer (beyond a process's first fetch, bounded by ``token.key_wait``).
+        """
         if not self.issuers:
             return {"issuers": "no issuer configured"}
         checks = {}
         for issuer in self.issuers.values():
-            if issuer.jwks is not None:
-                issuer.jwks.load_if_due()
-            ok = (issuer.jwks is not None and issuer.jwks.has_keys) or issuer.introspector is not None
-            problem = issuer.jwks.last_error if issuer.jwks is not None else None
-            checks[f"issuer {issuer.issuer}"] = "ok" if ok else (problem or "no keys")
+            status = issuer.jwks.status() if issuer.jwks is not None else "no keys"
+            checks[f"issuer {issuer.issuer}"] = "ok" if issuer.introspector is not None else status
         return checks
 
     def validate(self, token: str, trace: Trace | None = None) -> AccessToken:
@@ -209,12 +217,27 @@ class AccessTokenValidator:
             trace.add("iss", "RFC 9068 §4", issuer is not None and issuer.jwks is not None,
                       f"a trusted issuer: {', '.join(sorted(self.issuers))}", claims.get("iss", ABSENT))
         if issuer is None or issuer.jwks is None:
-            raise InvalidToken("token_unknown_issuer", "Access token issuer is not trusted")
+            raise InvalidToken("token_unknown_issuer", f"Access token issuer {_quoted(iss)} is not trusted")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             if trace is not None:
                 trace.add("kid", "RFC 7515 §4.1.4", False, "a string", kid)
             raise InvalidToken("token_malformed", "Access token kid is not a string")
+        # Every check that needs no key comes first: a forged token must not make the verifier look up,
+        # let alone fetch, keys (an unknown kid can trigger a JWKS fetch).
+        missing = [name for name in self.required_claims if name not in claims]
+        if trace is not None:
+            trace.add("required claims", "RFC 9068 §2.2", not missing, " ".join(self.required_claims),
+                      f"missing {' '.join(missing)}" if missing else "all present")
+        if missing:
+            raise InvalidToken("token_missing_claim", f"Access token lacks the {missing[0]} claim")
+        for name in ("exp", "nbf", "iat"):
+            if name in claims and not _number(claims[name]):
+                if trace is not None:
+                    trace.add(name, "RFC 7519 §2 NumericDate", False, "a number", claims[name])
+                raise InvalidToken("token_malformed", f"Access token {name} is not a number")
+        self._check_audience(claims.get("aud"), issuer.audiences or self.audiences, trace)
+        self._check_times(claims, trace)
         # jku, x5u, jwk and x5c are ignored: keys come from the issuer's jwks_uri only
         source = f"{issuer.jwks.jwks_uri or issuer.issuer + ' metadata'}"
         wanted = f"a {alg} key{'' if kid is None else f' with kid {kid}'} from {source}"
@@ -232,19 +255,6 @@ class AccessTokenValidator:
                       "verifies" if ok else "does not verify")
         if not ok:
             raise InvalidToken("token_bad_signature", "Access token signature does not verify")
-        missing = [name for name in self.required_claims if name not in claims]
-        if trace is not None:
-            trace.add("required claims", "RFC 9068 §2.2", not missing, " ".join(self.required_claims),
-                      f"missing {' '.join(missing)}" if missing else "all present")
-        if missing:
-            raise InvalidToken("token_missing_claim", f"Access token lacks the {missing[0]} claim")
-        for name in ("exp", "nbf", "iat"):
-            if name in claims and not _number(claims[name]):
-                if trace is not None:
-                    trace.add(name, "RFC 7519 §2 NumericDate", False, "a number", claims[name])
-                raise InvalidToken("token_malformed", f"Access token {name} is not a number")
-        self._check_audience(claims.get("aud"), issuer.audiences or self.audiences, trace)
-        self._check_times(claims, trace)
         return AccessToken(issuer=issuer.issuer, claims=claims, source="jwt")
 
     def _introspect(self, token: str, trace: Trace | None) -> AccessToken:

@@ -2,8 +2,10 @@
 
 Engines are registered by name (``server.engine``): :mod:`.gunicorn` and :mod:`.granian`. The replay
 store is shared by all workers (the embedded LMDB store by default), so ``--workers N`` is replay-safe; the
-``memory`` store is refused with more than one worker. SIGHUP reloads the config on every engine, and a
-bad new config is refused while the old one stays in force (:mod:`.reload`).
+``memory`` store is refused with more than one worker. Before an engine starts, the config is checked as a
+reload would check it (:mod:`.reload`): valid, suited to the host, and buildable; every engine then says
+``listening`` in one JSON line once its socket is bound. SIGHUP reloads the config on every engine, and a
+new config that would not work is refused while the old one stays in force.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tokenguard.serving.reload import refusal
-from tokenguard.settings import Config, ConfigError, load_config
+from tokenguard import __version__
+from tokenguard.serving.reload import load_checked, probe, redacted, refusal
+from tokenguard.settings import Config, ConfigError
+from tokenguard.settings.schema import listen_problem
+from tokenguard.web.logs import announce, configure_logging
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,14 @@ class Launch:
     listen: str
     workers: int
     threads: int
+
+    def listening(self, engine: str | None = None) -> None:
+        """The start-up line, once the engine's socket is bound: what serves, where, and for whom."""
+        announce("listening", message=f"tokenguard {__version__} listening on {self.listen}", version=__version__,
+                 listen=self.listen, engine=engine or self.config.server.engine, workers=self.workers,
+                 threads=self.threads,
+                 store=redacted(self.config.replay.store), issuers=[i.issuer for i in self.config.issuers],
+                 state_dir=str(self.config.state_dir), config=self.config.source, pid=os.getpid())
 
 
 Engine = Callable[[Launch], int]
@@ -104,31 +117,57 @@ def listen_refusal(listen: str) -> str | None:
     return None
 
 
+def _argument_problems(args: argparse.Namespace) -> list[str]:
+    problems = []
+    if args.listen is not None and (problem := listen_problem(args.listen)) is not None:
+        problems.append(f"--listen: {problem}")
+    for name in ("workers", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            problems.append(f"--{name}: must be at least 1")
+    return problems
+
+
 def run(args: argparse.Namespace) -> int:
+    problems = _argument_problems(args)
+    if problems:
+        print("\n".join(f"tokenguard: {p}" for p in problems), file=sys.stderr)
+        return 2
     try:
-        config = load_config(args.config)
+        config = load_checked(args.config)
     except ConfigError as exc:
-        print(f"tokenguard: {exc}", file=sys.stderr)
+        print("\n".join(f"tokenguard: {p}" for p in exc.problems), file=sys.stderr)
         return 2
     workers = args.workers or config.server.workers
-    threads = args.threads or config.server.threads
-    listen = args.listen or config.server.listen
-    problem = refusal(config, workers, args.dev)
-    if problem:
+    if (problem := refusal(config, workers, args.dev)) is not None:
         print(f"tokenguard: {config.source}: replay.store: {problem}", file=sys.stderr)
         return 2
+    threads = args.threads or config.server.threads
+    listen = args.listen or config.server.listen
     busy = listen_refusal(listen)
     if busy:
         print(f"tokenguard: {busy}", file=sys.stderr)
         return 2
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(config.server.log_level)
     if args.dev:
-        from tokenguard.settings.wiring import build_service
+        from tokenguard.settings.wiring import build_service, start_key_refresh
         from tokenguard.web.app import create_app
 
+        service = build_service(config)
+        app = create_app(service, log_level=config.server.log_level)
+        start_key_refresh(service)
         host, _, port = listen.rpartition(":")
-        create_app(build_service(config), log_level=config.server.log_level).run(
-            host=host.strip("[]"), port=int(port), threaded=False)
+        Launch(args.config, config, listen, 1, 1).listening("flask (--dev)")
+        app.run(host=host.strip("[]"), port=int(port), threaded=False)
         return 0
-    _prepare_metrics_dir(config)
+    _prepare_metrics_dir(config)  # before anything imports prometheus_client
+    # What every worker imports is imported once, here (the engines' workers fork from this process), and
+    # the service is built once in a throwaway child: a config that would kill every worker at boot is
+    # refused now, with its reason.
+    for module in ("tokenguard.settings.wiring", "tokenguard.web.app"):
+        importlib.import_module(module)
+    problem = probe(config)
+    if problem is not None:
+        print(f"tokenguard: {problem}", file=sys.stderr)
+        return 2
     return engine(config.server.engine)(Launch(args.config, config, listen, workers, threads))

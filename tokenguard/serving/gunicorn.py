@@ -1,7 +1,8 @@
 """gunicorn: sync workers (gthread with ``threads > 1``) and its C HTTP parser (``gunicorn[fast]``).
 
 Workers are forked from the master and build their app from the config the :class:`ConfigGuard` holds;
-on SIGHUP the master re-reads the file and a config that does not validate is refused.
+on SIGHUP the master re-reads the file, and a config that does not validate, suit the host or build is
+refused before any worker is replaced. gunicorn's own log lines are tokenguard's JSON lines.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from tokenguard.serving import Launch
 from tokenguard.serving.reload import ConfigGuard
+from tokenguard.web.logs import json_handlers
 
 
 def gunicorn_settings(listen: str, workers: int, threads: int) -> dict[str, Any]:
@@ -19,7 +21,7 @@ def gunicorn_settings(listen: str, workers: int, threads: int) -> dict[str, Any]
         "worker_class": "gthread" if threads > 1 else "sync",
         "timeout": 30, "graceful_timeout": 10, "keepalive": 5, "accesslog": None, "errorlog": "-",
         "loglevel": "warning", "proc_name": "tokenguard", "child_exit": _child_exit,
-        "post_worker_init": _freeze_startup_objects,
+        "post_worker_init": _freeze_startup_objects, "logger_class": _json_logger,
     }
 
 
@@ -34,16 +36,32 @@ def serve(launch: Launch) -> int:
                 guard.reload()
             for key, value in gunicorn_settings(launch.listen, launch.workers, launch.threads).items():
                 self.cfg.set(key, value)
+            self.cfg.set("when_ready", lambda server: launch.listening())
             self._started = True
 
         def load(self) -> Any:
-            from tokenguard.settings.wiring import build_service
+            from tokenguard.settings.wiring import build_service, start_key_refresh
             from tokenguard.web.app import create_app
 
-            return create_app(build_service(guard.active), log_level=guard.active.server.log_level)
+            service = build_service(guard.active)
+            app = create_app(service, log_level=guard.active.server.log_level)
+            start_key_refresh(service)
+            return app
 
     TokenguardApplication().run()
     return 0
+
+
+def _json_logger() -> type:
+    """gunicorn's logger, writing its error log as tokenguard's JSON lines (gunicorn calls this lazily)."""
+    from gunicorn.glogging import Logger
+
+    class JsonLogger(Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            json_handlers(self.error_log)
+
+    return JsonLogger
 
 
 def _freeze_startup_objects(worker: Any) -> None:

@@ -68,12 +68,13 @@ def _route(settings: RouteSettings, index: int) -> Route:
 
 
 def _checked(settings: S | None, cls: type[S], source: str, where: str, problems: Problems) -> S:
+    """``settings`` with its problems recorded (kept even then: the cross-section checks must not report
+    a problem that is only a default standing in for it)."""
     if settings is None:
         return cls()
-    before = len(problems.items)
     for key, problem in settings.problems():  # type: ignore[attr-defined]
         problems.add(source, f"{where}.{key}", problem)
-    return settings if len(problems.items) == before else cls()
+    return settings
 
 
 def parse_config(document: Mapping[str, Any], source: str = "<config>",

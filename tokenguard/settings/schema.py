@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenguard.core import access_token, dpop, introspection, jwks, nonce, replay
 from tokenguard.core.jwk import ASYMMETRIC_ALGS
@@ -22,10 +22,14 @@ from tokenguard.core.replay import scheme_of, store_problem
 from tokenguard.web.certs import FORMATS as CERT_FORMATS
 from tokenguard.web.logs import LEVELS
 
+if TYPE_CHECKING:
+    from tokenguard.settings import Config
+
 Issue = tuple[str, str]  # (key, problem)
 _URL_ORIGIN = re.compile(r"^https?://[^/?#@\s]+$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 ENGINES = ("gunicorn", "granian")
+MAX_WAIT = 10.0  # seconds: a request never waits longer on the network (the engines' worker timeout is 30)
 
 
 def default_state_dir() -> Path:
@@ -43,6 +47,40 @@ def listen_problem(listen: str) -> str | None:
     if not 1 <= int(match.group(2)) <= 65535:
         return f"port {match.group(2)} is out of range (1-65535)"
     return None
+
+
+def state_dir_problem(path: Path) -> str | None:
+    """Why tokenguard could not keep its state in ``path`` (created at start if missing), or None."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def readable_problem(path: str) -> str | None:
+    """Why the file at ``path`` cannot be read, or None."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+
+
+def host_problems(config: Config) -> Iterator[Issue]:
+    """What start-up would trip over on this host although the file is valid: the state directory and
+    secret files. ``check-config``, start-up and a reload all ask (keys here are full paths)."""
+    if (problem := state_dir_problem(config.state_dir)) is not None:
+        yield "server.state_dir", problem
+    files = [("dpop.nonce_secret_file", config.dpop.nonce_secret_file)]
+    files += [(f"issuer[{i}].introspection_client_secret_file", issuer.introspection_client_secret_file)
+              for i, issuer in enumerate(config.issuers)]
+    for key, path in files:
+        if path and (problem := readable_problem(path)) is not None:
+            yield key, problem
 
 
 def origin_problem(url: str) -> str | None:
@@ -110,6 +148,8 @@ class TokenSettings:
     required_claims: tuple[str, ...] = access_token.RFC9068_REQUIRED
     jwks_ttl: int = jwks.DEFAULT_TTL
     jwks_refresh_cooldown: int = jwks.DEFAULT_COOLDOWN
+    jwks_max_stale: int = jwks.DEFAULT_MAX_STALE
+    key_wait: float = jwks.DEFAULT_KEY_WAIT
     http_timeout: float = 3.0
     cache_size: int = access_token.DEFAULT_CACHE_SIZE
 
@@ -118,8 +158,12 @@ class TokenSettings:
         for key in ("leeway", "jwks_ttl", "jwks_refresh_cooldown", "cache_size"):
             if getattr(self, key) < 0:
                 yield key, "must not be negative"
-        if not self.http_timeout > 0:
-            yield "http_timeout", "must be more than 0"
+        if self.jwks_max_stale < self.jwks_ttl:
+            yield "jwks_max_stale", f"must be at least token.jwks_ttl ({self.jwks_ttl})"
+        if not 0 <= self.key_wait <= MAX_WAIT:
+            yield "key_wait", f"must be from 0 to {MAX_WAIT:g} seconds"
+        if not 0 < self.http_timeout <= MAX_WAIT:
+            yield "http_timeout", f"must be more than 0 and at most {MAX_WAIT:g} seconds"
 
 
 @dataclass(frozen=True)

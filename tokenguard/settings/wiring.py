@@ -18,16 +18,18 @@ from tokenguard.core.bindings.dpop import DpopBinding
 from tokenguard.core.bindings.mtls import MtlsBinding
 from tokenguard.core.dpop import DpopVerifier
 from tokenguard.core.introspection import Introspector, PostForm
-from tokenguard.core.jwks import JwksCache
+from tokenguard.core.jwks import FetchEvent, JwksCache, KeyStore
 from tokenguard.core.metadata import FetchJson
 from tokenguard.core.nonce import RS_LABEL, NonceIssuer
 from tokenguard.core.replay import ReplayStore
 from tokenguard.core.verifier import Verifier
 from tokenguard.files import read_or_create
+from tokenguard.keysets import FileKeyStore
 from tokenguard.outbound import http_fetch_json, http_post_form
 from tokenguard.settings import Config
 from tokenguard.settings.loader import read_secret
 from tokenguard.settings.replay import replay_store
+from tokenguard.web import logs, metrics
 from tokenguard.web.adapters import Adapters
 from tokenguard.web.adapters.forwarded import ForwardedRequestReader, ProxyTrust
 from tokenguard.web.responses import Responder
@@ -54,8 +56,10 @@ def core_bindings(dpop: DpopVerifier) -> Bindings:
     return Bindings([DpopBinding(dpop), MtlsBinding(), BearerBinding()])
 
 
-def build_issuers(config: Config, *, fetch: FetchJson, post: PostForm, clock: Clock,
-                  on_jwks_fetch: Callable[[str, bool], None] | None = None) -> list[Issuer]:
+def build_issuers(config: Config, *, fetch: FetchJson, post: PostForm, clock: Clock, keys: KeyStore | None = None,
+                  background: bool = False, on_jwks_fetch: Callable[[FetchEvent], None] | None = None
+                  ) -> list[Issuer]:
+    token = config.token
     issuers = []
     for i, item in enumerate(config.issuers):
         introspector = None
@@ -65,21 +69,29 @@ def build_issuers(config: Config, *, fetch: FetchJson, post: PostForm, clock: Cl
                                  config.source, f"issuer[{i}].introspection_client_secret")
             introspector = Introspector(endpoint, item.introspection_client_id, secret, post=post,
                                         cache_ttl=item.introspection_cache_ttl, clock=clock)
-        jwks = JwksCache(item.issuer, jwks_uri=item.jwks_uri or None, fetch=fetch, ttl=config.token.jwks_ttl,
-                         cooldown=config.token.jwks_refresh_cooldown, on_fetch=on_jwks_fetch)
+        jwks = JwksCache(item.issuer, jwks_uri=item.jwks_uri or None, fetch=fetch, ttl=token.jwks_ttl,
+                         cooldown=token.jwks_refresh_cooldown, max_stale=token.jwks_max_stale,
+                         key_wait=token.key_wait, clock=clock, store=keys, background=background,
+                         on_fetch=on_jwks_fetch)
         issuers.append(Issuer(item.issuer, jwks=jwks, introspector=introspector, audiences=item.audience))
     return issuers
 
 
 def build_verifier(config: Config, *, clock: Clock | None = None, fetch: FetchJson | None = None,
                    post: PostForm | None = None, replay: ReplayStore | None = None,
-                   on_jwks_fetch: Callable[[str, bool], None] | None = None) -> Verifier:
-    """The pure core, wired from a config: issuers and their key sources, bindings, replay store, policy."""
+                   keys: KeyStore | None = None, background_keys: bool = True,
+                   on_jwks_fetch: Callable[[FetchEvent], None] | None = None) -> Verifier:
+    """The pure core, wired from a config: issuers and their key sources, bindings, replay store, policy.
+
+    Key sets are shared with the host's other workers through files in the state directory and refreshed
+    by background threads (``background_keys=False``: on the request path, for one-shot tools).
+    """
     now = clock or time.time
     token = config.token
     issuers = build_issuers(config, fetch=fetch or http_fetch_json(timeout=token.http_timeout),
                             post=post or http_post_form(timeout=token.http_timeout), clock=now,
-                            on_jwks_fetch=on_jwks_fetch)
+                            keys=keys if keys is not None else FileKeyStore(config.state_dir),
+                            background=background_keys, on_jwks_fetch=on_jwks_fetch)
     validator = AccessTokenValidator(issuers, audiences=token.audience, algs=token.algs, leeway=token.leeway,
                                      required_claims=token.required_claims, require_typ=token.require_typ,
                                      clock=now, cache_size=token.cache_size)
@@ -109,12 +121,24 @@ def build_adapters(config: Config) -> Adapters:
                                            uri_header=config.proxy.original_uri_header))
 
 
+def observe_key_fetch(fetch: FetchEvent) -> None:
+    """Every fetch of an issuer's keys is counted; failures and recoveries are logged with their cause."""
+    metrics.on_jwks_fetch(fetch)
+    logs.key_fetch(fetch)
+
+
+def start_key_refresh(service: AuthService) -> None:
+    """Start every issuer's background key refresher: a worker calls it once it is built, so the first
+    fetch (or the adoption of persisted keys) runs before requests arrive, not in their way."""
+    for issuer in service.verifier.tokens.issuers.values():
+        if issuer.jwks is not None:
+            issuer.jwks.start()
+
+
 def build_service(config: Config, verifier: Verifier | None = None, **verifier_options: object) -> AuthService:
     """The auth service for a config; ``verifier`` may be injected (tests), else it is built here."""
     if verifier is None:
-        from tokenguard.web import metrics
-
-        verifier_options.setdefault("on_jwks_fetch", metrics.on_jwks_fetch)
+        verifier_options.setdefault("on_jwks_fetch", observe_key_fetch)
         verifier = build_verifier(config, **verifier_options)  # type: ignore[arg-type]
     return AuthService(verifier, build_adapters(config), build_responder(config),
                        log_decisions=config.server.log_decisions, log_explain=config.server.log_explain)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from tokenguard.core.jwks import FetchEvent
+
 if TYPE_CHECKING:
     from tokenguard.core.verifier import ReplayHealth
 
@@ -32,8 +34,8 @@ REPLAY_EPOCH = Gauge("tokenguard_replay_store_epoch_seconds", "When the replay s
                      multiprocess_mode="livemostrecent")
 
 
-def on_jwks_fetch(issuer: str, ok: bool) -> None:
-    JWKS_FETCHES.labels(issuer=issuer, outcome="ok" if ok else "error").inc()
+def on_jwks_fetch(fetch: FetchEvent) -> None:
+    JWKS_FETCHES.labels(issuer=fetch.issuer, outcome="ok" if fetch.ok else "error").inc()
 
 
 def observe_replay(health: ReplayHealth | None) -> None:

@@ -7,8 +7,9 @@ an :class:`~tokenguard.web.adapters.Incoming` to :meth:`AuthService.handle` and 
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import re
 import time
 from typing import Any
 
@@ -18,8 +19,12 @@ from tokenguard.core.trace import Trace
 from tokenguard.core.verifier import Verifier
 from tokenguard.web import metrics
 from tokenguard.web.adapters import Adapters, Incoming
-from tokenguard.web.logs import decisions_log, event
+from tokenguard.web.logs import Fields, decisions_log, event
 from tokenguard.web.responses import Answer, Responder
+
+REQUEST_ID = "X-Request-Id"
+#: nginx's $request_id (32 hex), UUIDs, Envoy's and most tracers' ids; at most 128 characters.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
 
 
 class AuthService:
@@ -42,6 +47,7 @@ class AuthService:
         started = time.perf_counter()
         if trace is None and self.log_explain:
             trace = Trace()
+        request_id = _request_id(incoming)
         adapter = self.adapters.for_path(incoming.path)
         decision: Decision
         if adapter is None:
@@ -55,15 +61,17 @@ class AuthService:
                               "a valid method, scheme, host, port and request target", exc.description)
                 decision = refused(exc)
             except Exception as exc:  # an adapter bug must not become a traceback or an allow
-                event("internal_error", logging.ERROR, error=type(exc).__name__, where="adapter")
+                event("internal_error", logging.ERROR, error=type(exc).__name__, where="adapter",
+                      request_id=request_id)
                 decision = unavailable("internal_error", f"{type(exc).__name__} in the adapter")
             else:
                 decision = self.verifier.decide(request, trace)
         answer = self.responder.render(decision)
-        self._record(answer, time.perf_counter() - started, trace if self.log_explain else None)
+        answer.headers.append((REQUEST_ID, request_id))  # the proxy can log it beside its own line
+        self._record(answer, time.perf_counter() - started, request_id, trace if self.log_explain else None)
         return answer
 
-    def _record(self, answer: Answer, elapsed: float, trace: Trace | None = None) -> None:
+    def _record(self, answer: Answer, elapsed: float, request_id: str, trace: Trace | None = None) -> None:
         decision = answer.decision
         result = decision.outcome.value
         counter = self._counters.get((result, decision.reason))
@@ -75,13 +83,15 @@ class AuthService:
         if decision.reason == "replay_store_unavailable":
             metrics.REPLAY_ERRORS.inc()
         explain = trace is not None and not decision.allow
-        if self.log_decisions or explain or decision.outcome is Outcome.UNAVAILABLE:
+        logged = self.log_decisions or explain or decision.outcome is Outcome.UNAVAILABLE
+        if logged and decisions_log.isEnabledFor(logging.INFO):
             # Never the token, the proof, the certificate or the query string: only the decision (and with
             # log_explain the checks: compared values sanitised and truncated, never key material).
             access, route, target = decision.access, decision.route, decision.target
             line: dict[str, Any] = {
-                "event": "decision", "result": result, "status": answer.status, "reason": decision.reason,
-                "route": route.name if route is not None else None,
+                "event": "decision", "request_id": request_id, "result": result, "status": answer.status,
+                "reason": decision.reason, "route": route.name if route is not None else None,
+                "issuer": access.issuer if access is not None else None,
                 "subject": access.subject if access is not None else None,
                 "client_id": access.client_id if access is not None else None,
                 "binding": decision.binding.value if decision.binding is not None else None,
@@ -90,4 +100,12 @@ class AuthService:
                 "latency_ms": round(elapsed * 1000, 3)}
             if explain and trace is not None:
                 line["explain"] = trace.for_log()
-            decisions_log.info(json.dumps(line, separators=(",", ":")))
+            decisions_log.info(Fields(line))
+
+
+def _request_id(incoming: Incoming) -> str:
+    """The proxy's ``X-Request-Id`` if it is one plausible id (never arbitrary bytes into a log), else a new one."""
+    values = incoming.headers.values(REQUEST_ID)
+    if len(values) == 1 and _REQUEST_ID.fullmatch(values[0]):
+        return values[0]
+    return os.urandom(16).hex()

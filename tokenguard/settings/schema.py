@@ -19,6 +19,7 @@ from tokenguard.core.jwk import ASYMMETRIC_ALGS
 from tokenguard.core.policy import ReplayMode, RouteBinding
 from tokenguard.core.policy.claims import OPERATORS
 from tokenguard.core.replay import store_problem
+from tokenguard.web.adapters import forwarded
 from tokenguard.web.certs import FORMATS as CERT_FORMATS
 from tokenguard.web.logs import LEVELS
 
@@ -63,6 +64,8 @@ class ServerSettings:
     state_dir: str = ""
     log_level: str = "info"
     log_decisions: bool = True
+    max_header_bytes: int = forwarded.DEFAULT_MAX_HEADER_BYTES
+    max_header_fields: int = forwarded.DEFAULT_MAX_HEADER_FIELDS
 
     @property
     def state_path(self) -> Path:
@@ -77,6 +80,9 @@ class ServerSettings:
             yield "workers", "must be at least 1"
         if self.threads < 1:
             yield "threads", "must be at least 1"
+        for key in ("max_header_bytes", "max_header_fields"):
+            if getattr(self, key) < 1:
+                yield key, "must be at least 1"
         if self.mode not in ("auth_request", "direct"):
             yield "mode", "must be auth_request or direct"
         if self.fail_status not in (401, 500, 503):

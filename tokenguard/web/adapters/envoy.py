@@ -17,7 +17,7 @@ class EnvoyAdapter:
         self.reader = reader
 
     def read(self, incoming: Incoming) -> AuthRequest:
-        trusted = self.reader.trust.trusts(incoming.peer)
+        trusted = self.reader.admit(incoming)
         uri = incoming.target
         if uri.startswith(PREFIX):
             uri = uri[len(PREFIX):] or "/"

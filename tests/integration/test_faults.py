@@ -24,6 +24,7 @@ import pytest
 from support import wait_for
 
 from tokenguard.core.dpop import create_proof
+from tokenguard.serving import ENGINES
 
 pytestmark = pytest.mark.integration
 
@@ -304,7 +305,7 @@ def _workers(master: int) -> set[int]:
     return found
 
 
-@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+@pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_sighup_reloads_config_and_keeps_old_one_when_broken(
     tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard, engine: str
 ) -> None:

@@ -1,6 +1,8 @@
 """``tokenguard serve``: a well-kept server with N workers in production, the Flask server with ``--dev``.
 
-Engines are registered by name (``server.engine``): :mod:`.gunicorn` and :mod:`.granian`. The replay
+Engines are registered by name (``server.engine``) in :data:`ENGINES`; each keeps the request-integrity
+guarantees (header names exactly as sent, no process environment in requests, tokenguard's own size
+limits, no server-level trust of forwarded headers: docs/ARCHITECTURE.md). The replay
 store is shared by all workers (embedded SQLite by default), so ``--workers N`` is replay-safe; the
 ``memory`` store is refused with more than one worker. SIGHUP reloads the config on every engine, and a
 bad new config is refused while the old one stays in force (:mod:`.reload`).
@@ -32,7 +34,7 @@ class Launch:
 
 
 Engine = Callable[[Launch], int]
-ENGINES: dict[str, str] = {"gunicorn": "tokenguard.serving.gunicorn", "granian": "tokenguard.serving.granian"}
+ENGINES: dict[str, str] = {"gunicorn": "tokenguard.serving.gunicorn"}
 
 
 def engine(name: str) -> Engine:
@@ -44,7 +46,7 @@ def engine(name: str) -> Engine:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (default: $TOKENGUARD_CONFIG or built-in defaults)")
-    parser.add_argument("--listen", help="HOST:PORT to listen on (default: server.listen, 127.0.0.1:8080)")
+    parser.add_argument("--listen", help="HOST:PORT or unix:PATH to listen on (default: server.listen, 127.0.0.1:8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default: server.workers, 2)")
     parser.add_argument("--threads", type=int, help="threads per worker (default: server.threads, 1)")
     parser.add_argument("--dev", action="store_true", help="single-process Flask development server")
@@ -58,6 +60,8 @@ def _prepare_metrics_dir(config: Config) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.listen:  # through the environment, so that workers, reloads and the adapters' trust all see it
+        os.environ["TOKENGUARD_SERVER_LISTEN"] = args.listen
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -65,13 +69,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     workers = args.workers or config.server.workers
     threads = args.threads or config.server.threads
-    listen = args.listen or config.server.listen
+    listen = config.server.listen
     problem = refusal(config, workers, args.dev)
     if problem:
         print(f"tokenguard: {config.source}: replay.store: {problem}", file=sys.stderr)
         return 2
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if args.dev:
+        if listen.startswith("unix:"):
+            print("tokenguard: --dev serves on HOST:PORT only, not on a UNIX socket", file=sys.stderr)
+            return 2
         from tokenguard.settings.wiring import build_service
         from tokenguard.web.app import create_app
 

@@ -26,7 +26,13 @@ from tokenguard.web.logs import LEVELS
 Issue = tuple[str, str]  # (key, problem)
 _URL_ORIGIN = re.compile(r"^https?://[^/?#@\s]+$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
-ENGINES = ("gunicorn", "granian")
+ENGINES = ("gunicorn",)
+#: Engines that were supported once, and why they are refused now (README, "Request integrity").
+RETIRED_ENGINES = {
+    "granian": "granian is no longer supported: its WSGI mode reads X_Foo as X-Foo and copies the process "
+               "environment into every request, and its server answers more than 100 header fields with 431 "
+               "before tokenguard runs (nginx turns that into 500)",
+}
 
 
 def default_state_dir() -> Path:
@@ -74,7 +80,9 @@ class ServerSettings:
     def problems(self) -> Iterator[Issue]:
         if (problem := listen_problem(self.listen)) is not None:
             yield "listen", problem
-        if self.engine not in ENGINES:
+        if self.engine in RETIRED_ENGINES:
+            yield "engine", f"{RETIRED_ENGINES[self.engine]}; use {' or '.join(ENGINES)}"
+        elif self.engine not in ENGINES:
             yield "engine", f"must be {' or '.join(ENGINES)}"
         if self.workers < 1:
             yield "workers", "must be at least 1"

@@ -14,14 +14,14 @@ class AuthRequestAdapter:
 
     def read(self, incoming: Incoming) -> AuthRequest:
         reader = self.reader
-        trusted = reader.admit(incoming)
+        admitted = reader.admit(incoming)
+        trusted = admitted.trusted
         method, uri = incoming.method, incoming.target
         if trusted:
             method = reader.original(incoming, reader.method_header, "X-Forwarded-Method",
                                      "bad_forwarded_method") or method
             uri = reader.original(incoming, reader.uri_header, "X-Forwarded-Uri", "bad_request_uri") or uri
-        authorization, proofs = reader.credentials(incoming)
-        return AuthRequest(method, reader.target(incoming, trusted, uri), authorization, proofs,
+        return AuthRequest(method, reader.target(incoming, trusted, uri), admitted.authorization, admitted.proofs,
                            reader.client_cert(incoming, trusted))
 
 

@@ -31,21 +31,11 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: ``invalid_token`` and an oversized or repeated proof ``invalid_dpop_proof``, judged by the core.
 DEFAULT_MAX_HEADER_BYTES = 65536
 DEFAULT_MAX_HEADER_FIELDS = 200
-_CREDENTIAL_FIELDS = frozenset({"authorization", "dpop"})
 #: Fields tokenguard reads from a trusted proxy besides the configured ones, lower-case.
 _FORWARDED_FIELDS = ("host", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-method",
                      "x-forwarded-uri")
 #: tokenguard's answer sets ``X-Auth-*`` on the request the upstream gets.
 _IDENTITY_PREFIX = "x-auth-"
-
-
-@lru_cache(maxsize=256)
-def _trusted(networks: tuple[Network, ...], peer: str) -> bool:
-    try:
-        address = ipaddress.ip_address(peer.split("%")[0])
-    except ValueError:
-        return False
-    return any(address in network for network in networks)
 
 
 @lru_cache(maxsize=16)
@@ -73,6 +63,8 @@ class ProxyTrust:
     networks: tuple[Network, ...]
     public_url: str | None = None
     unix_socket: bool = False
+    #: peer address -> trusted: the same few proxies connect all day (bounded: peers are not chosen freely)
+    _peers: dict[str, bool] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def from_cidrs(cls, cidrs: Iterable[str], public_url: str | None = None, *,
@@ -81,8 +73,33 @@ class ProxyTrust:
                    unix_socket)
 
     def trusts(self, peer: str | None) -> bool:
-        """Whether the peer is a trusted proxy (cached: the same few proxies connect all day)."""
-        return self.unix_socket or _trusted(self.networks, peer or "")
+        """Whether the peer is a trusted proxy."""
+        if self.unix_socket:
+            return True
+        key = peer or ""
+        known = self._peers.get(key)
+        if known is None:
+            if len(self._peers) >= 256:
+                self._peers.clear()
+            known = self._peers[key] = self._check(key)
+        return known
+
+    def _check(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer.split("%")[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What :meth:`ForwardedRequestReader.admit` found: whether the peer is a trusted proxy, ``Authorization``
+    as sent, and every ``DPoP`` value (a proof has no comma, so folded lines split exactly)."""
+
+    trusted: bool
+    authorization: tuple[str, ...]
+    proofs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -110,27 +127,33 @@ class ForwardedRequestReader:
         names = {*_FORWARDED_FIELDS, self.cert_header, self.method_header, self.uri_header}
         object.__setattr__(self, "guarded", frozenset(name.lower() for name in names))
 
-    def admit(self, incoming: Incoming) -> bool:
-        """Apply tokenguard's limits and name rules to the whole header block; whether the peer is trusted."""
+    def admit(self, incoming: Incoming) -> Admission:
+        """Apply tokenguard's limits and name rules to the whole header block; the credentials, and
+        whether the peer is trusted."""
         if incoming.problem is not None:
             raise InvalidRequest(incoming.problem, "The serving engine cannot give an exact picture of this request")
-        guarded = self.guarded
+        headers = incoming.headers
         count = size = 0
-        for name, value in incoming.headers.fields():
-            lowered = name.lower()
-            if lowered in _CREDENTIAL_FIELDS:
-                continue
-            if "_" in lowered:
-                hyphenated = lowered.replace("_", "-")
-                if hyphenated in guarded or hyphenated.startswith(_IDENTITY_PREFIX):
-                    raise InvalidRequest("underscore_header", "A header name spells a trusted field with underscores")
+        for name, value in headers.fields():  # the hot loop: one pass, no per-field allocation
             count += 1
             size += len(name) + len(value)
+            if "_" in name:
+                self._refuse_underscore_spelling(name)
+        authorization, dpop = headers.values("Authorization"), headers.values("DPoP")
+        proofs = tuple(part.strip() for value in dpop for part in value.split(","))
+        # Authorization and DPoP have their own limits and RFC answers (invalid_token, invalid_dpop_proof)
+        count -= len(authorization) + len(dpop)
+        size -= sum(len(value) + 13 for value in authorization) + sum(len(value) + 4 for value in dpop)
         if count > self.limits.max_fields:
             raise InvalidRequest("too_many_header_fields", "The request has more header fields than accepted")
         if size > self.limits.max_bytes:
             raise InvalidRequest("headers_too_large", "The request headers are larger than this server accepts")
-        return self.trust.trusts(incoming.peer)
+        return Admission(self.trust.trusts(incoming.peer), authorization, proofs)
+
+    def _refuse_underscore_spelling(self, name: str) -> None:
+        hyphenated = name.lower().replace("_", "-")
+        if hyphenated in self.guarded or hyphenated.startswith(_IDENTITY_PREFIX):
+            raise InvalidRequest("underscore_header", "A header name spells a trusted field with underscores")
 
     @staticmethod
     def single(incoming: Incoming, name: str, reason: str) -> str | None:
@@ -180,9 +203,3 @@ class ForwardedRequestReader:
         except CertificateError as exc:
             return ClientCertificate(problem=str(exc))
         return None if der is None else ClientCertificate(der)
-
-    def credentials(self, incoming: Incoming) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """``Authorization`` as sent, and every ``DPoP`` value (a proof has no comma: folded lines split exactly)."""
-        authorization = incoming.headers.values("Authorization")
-        proofs = tuple(part.strip() for value in incoming.headers.values("DPoP") for part in value.split(","))
-        return authorization, proofs

@@ -173,8 +173,19 @@ def judge(stack: Stack, outcome: Outcome, what: str) -> str:
         assert response.all("WWW-Authenticate"), context
         assert response.one("Cache-Control") == "no-store", context
         return "denied"
-    assert 400 <= response.status < 500, context  # the proxy refused the framing before asking tokenguard
+    # the proxy refused the framing itself, before asking tokenguard: its own page, never an engine's 4xx
+    # relayed (Caddy passes a 431 from the engine on; nginx would turn it into 500)
+    assert 400 <= response.status < 500, context
+    assert refused_by_the_proxy(stack, response), context
     return "refused"
+
+
+def refused_by_the_proxy(stack: Stack, response: harness.Response) -> bool:
+    """nginx's own error pages name nginx; Go's and Caddy's own refusals are plain text or empty, while a
+    serving engine's error page (relayed by Caddy) is HTML."""
+    if stack.proxy == "nginx":
+        return b"<center>nginx</center>" in response.body
+    return not response.body.lstrip().startswith(b"<")
 
 
 # ------------------------------------------------------------------------------------------ the corpus
@@ -325,6 +336,8 @@ CORPUS: list[Case] = [
            allow=False, reasons=("dpop_multiple_proofs",)),
     simple("150 header fields", "/x", read, extra=[(f"X-Pad-{n}", "1") for n in range(150)], allow=True),
     simple("300 header fields", "/x", read, extra=[(f"X-Pad-{n}", "1") for n in range(300)], allow=False,
+           reasons=("too_many_header_fields",)),
+    simple("40,000 tiny header fields", "/x", read, extra=[(f"x{n}", "1") for n in range(40000)], allow=False,
            reasons=("too_many_header_fields",)),
     # Item 5: one token, one place
     simple("a token in the header and the query", "/x?access_token=AT", read, allow=False,

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from tokenguard import __version__
+
 from .config import DEFAULT_HOST, DEFAULT_ISSUER, DEFAULT_PORT, ConfigError, IdpConfig, load_config
 
 
@@ -66,6 +68,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="idp-mock", description="A strict mock OAuth 2.0 authorization server")
+    parser.add_argument("--version", action="version", version=f"idp-mock {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (("serve", "run the authorization server"),
                            ("rotate-keys", "stage a new signing key, or activate the staged one")):

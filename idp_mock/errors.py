@@ -1,6 +1,6 @@
 """RFC 6749 §5.2 error types authlib lacks: RFC 9449 §5/§8, RFC 8707 §2, and fail-closed outcomes.
 
-Descriptions pass through :func:`tokenguard.core.errors.safe_text` (RFC 6749 §5.2 charset, spec R-18).
+Descriptions pass through :func:`tokenguard.core.errors.safe_text` (RFC 6749 §5.2 charset, R-18 in docs/rules.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
   is redeemed only with that key; public clients' refresh tokens are bound to the key.
 * RFC 8705 §3: clients with ``tls_client_certificate_bound_access_tokens`` get ``cnf["x5t#S256"]``;
   §4: public clients' refresh tokens are bound to the certificate.
-* Never both bindings on one token (spec MTLS-AS-06).
+* Never both bindings on one token (MTLS-AS-06, docs/conformance-cases.md).
 * PKCE (RFC 7636) is required, ``S256`` only; RFC 8707 ``resource`` sets the audience.
 """
 

@@ -187,6 +187,11 @@ def run(args: argparse.Namespace) -> bool:
     step(4, "replay: send the very same request again, with the same DPoP proof")
     say("an attacker who copied the request off the wire has the token and a valid proof, but each proof's")
     say("jti may be used once (RFC 9449 §11.1), and a fresh proof needs the private key")
+    proof_file = workdir / "used-proof.txt"
+    fd = os.open(proof_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(allowed.proofs[-1] + "\n")
+    command(how + f" --proof @{proof_file}")
     replay = client.request("GET", url, access_token=token, auth_request=via, proof=allowed.proofs[-1])
     show_response(replay, body=False)
     ok_replay = replay.response.status_code == 401

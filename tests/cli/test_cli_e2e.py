@@ -232,7 +232,7 @@ def test_check_config(stack: Stack) -> None:
     assert result.returncode == 1 and str(bad) in result.stderr
     _one_line_error(result)
     missing = tg("check-config", str(stack.tmp / "missing.toml"))
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     _one_line_error(missing)
 
 

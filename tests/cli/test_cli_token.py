@@ -83,8 +83,9 @@ def test_token_endpoint_error_is_one_line_exit_1(run: Run, as_: tuple[str, Recor
     url, _ = as_
     result = run("token", "--issuer", url, "--client-id", "client1", "--client-secret", "wrong")
     assert result.code == 1
-    assert result.err.strip() == (f"tokenguard token: error: token endpoint {url}/token answered HTTP 401: "
-                                  "invalid_client: bad secret")
+    assert result.err.strip() == (f"tokenguard token: error: client authentication failed: {url}/token answered "
+                                  "HTTP 401 invalid_client; check the client id (client1) and its secret and "
+                                  "--auth-method (the server said: bad secret)")
     assert "wrong" not in result.err
 
 

@@ -1,7 +1,7 @@
 """A deliberately simple auth_request verifier used ONLY to test the conformance suite.
 
 It is written independently of tokenguard (a test fixture, not the product) and implements the
-spec §1 pins naively, with switches that break exactly one check each:
+docs/conformance-cases.md §1 pins naively, with switches that break exactly one check each:
 
 * ``replay_check=False`` — the jti replay check is gone (DPOP-RS-34/35 must fail),
 * ``htu_check=False``   — ``htu`` is not compared (DPOP-RS-24/25/29b must fail).
@@ -112,7 +112,7 @@ def _norm_path(path: str) -> str:
 
 
 def normalize_url(url: str) -> str:
-    """RFC 3986 §6.2.2/§6.2.3 normalisation without query and fragment (spec R-03)."""
+    """RFC 3986 §6.2.2/§6.2.3 normalisation without query and fragment (R-03, docs/rules.md)."""
     s = urllib.parse.urlsplit(url)
     if s.scheme.lower() not in ("http", "https") or not s.netloc:
         raise ValueError("not absolute")
@@ -299,7 +299,7 @@ class BrokenVerifier:
             raise Deny(401, None, None, "no_credentials")
         fields = authz.split(",")
         if len(fields) > 1 and all(re.match(r"^\s*(bearer|dpop) ", f, re.I) for f in fields):
-            # a WSGI server folds repeated fields with "," (spec R-12): two Authorization fields
+            # a WSGI server folds repeated fields with "," (R-12, docs/rules.md): two Authorization fields
             raise Deny(401, None, "invalid_request", "multiple_authorization", both=True)
         scheme_word, _, token = authz.partition(" ")
         scheme = {"bearer": "Bearer", "dpop": "DPoP"}.get(scheme_word.lower())

@@ -50,7 +50,7 @@ NODE_PROFILE_DIFFERENCES = {
     "INT-AS-04a-pin",  # 400 invalid_request, not 401 invalid_client, for introspection without credentials
 }
 
-LAUNCHER = r"""// node-oidc-provider as a foreign AS for tokenguard's conformance suite (spec §2). Test fixture only.
+LAUNCHER = r"""// node-oidc-provider as a foreign AS for tokenguard's conformance suite (docs/conformance-cases.md §2). Test fixture only.
 // env: PORT (http issuer), MTLS_PORT (https mTLS alias), TLS_DIR (ca/server/mtls1/selfsigned1 .crt),
 //      NONCE=1 to require DPoP nonces at the token endpoint.
 import * as crypto from 'node:crypto';

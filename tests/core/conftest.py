@@ -1,4 +1,7 @@
-"""Fixtures for the core tests: spec §0.1 keys and certificates (session-wide), a fresh world per test."""
+"""Fixtures for the core tests: the cases' keys and certificates (session-wide), a fresh world per test.
+
+The keys and certificates are those of docs/conformance-cases.md (Notation).
+"""
 
 from __future__ import annotations
 

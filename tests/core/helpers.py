@@ -311,7 +311,7 @@ class Env:
         return self.responder.render(self.verifier.decide(request))
 
 
-# -- outcome notation (spec §0.2) -----------------------------------------------------------------
+# -- outcome notation (docs/conformance-cases.md, Notation) --------------------------------------
 def header_values(decision: Answer, name: str) -> list[str]:
     return [v for n, v in decision.headers if n.lower() == name.lower()]
 

@@ -1,6 +1,6 @@
 """The shipped nginx and Caddy configs, run for real in front of a stand-in auth service.
 
-These tests pin the proxy mechanics tokenguard depends on (spec R-14, MTLS-RS-10, SCOPE-RS-04,
+These tests pin the proxy mechanics tokenguard depends on (R-14 (docs/rules.md), MTLS-RS-10, SCOPE-RS-04,
 DPOP-RS-29) independently of the verifier itself: which challenge headers reach the client and how
 often, which headers reach the auth service and the app, and that a client cannot inject the
 certificate, the original URI or an identity. The stand-in answers from a test header, so each case

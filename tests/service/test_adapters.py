@@ -197,7 +197,7 @@ def test_unforeseen_error_fails_closed_without_leaking(make_client, issuer, capl
     verifier = client.application.extensions["tokenguard"]
     token = issuer.token()
 
-    def broken(value: str) -> Any:
+    def broken(value: str, *_trace: Any) -> Any:
         raise ValueError(f"boom {value}")  # a message that quotes the token
 
     verifier.tokens.validate = broken

@@ -24,13 +24,14 @@ from tokenguard.client.http import DpopClient, Verify, auth_request_headers
 from tokenguard.client.keys import (
     KEY_ALGS,
     generate_jwk,
+    jwk_from_pem,
     load_private_jwk,
     parse_jwk,
     public_key_thumbprint,
     read_text,
     write_private_jwk,
 )
-from tokenguard.client.tokens import check_http_url, decode_proof, read_token, token_cnf
+from tokenguard.client.tokens import check_http_url, decode_proof, expiry_warning, read_token, token_cnf
 from tokenguard.core.jwk import thumbprint
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
@@ -62,19 +63,23 @@ def _compact(value: Any) -> str:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    """Make a private JWK; print its RFC 7638 thumbprint."""
-    jwk = generate_jwk(args.alg, rsa_bits=args.rsa_bits)
-    jkt = jwk["kid"]
+    """Make a private JWK (or convert a PEM private key); print its RFC 7638 thumbprint."""
+    if args.from_pem:
+        jwk = jwk_from_pem(read_text(args.from_pem, "PEM key"), args.from_pem, args.alg)
+    else:
+        jwk = generate_jwk(args.alg or "ES256", rsa_bits=args.rsa_bits)
+    jkt, alg = jwk["kid"], jwk["alg"]
+    what = f"the {alg} private key from {args.from_pem}" if args.from_pem else f"a new {alg} private key"
     if args.out:
         write_private_jwk(args.out, jwk, force=args.force)
         if args.json:
-            _print_json({"alg": args.alg, "kid": jkt, "jkt": jkt, "out": args.out})
+            _print_json({"alg": alg, "kid": jkt, "jkt": jkt, "out": args.out})
         else:
-            _err(f"wrote a new {args.alg} private key to {args.out} (mode 0600); its RFC 7638 thumbprint (jkt):")
+            _err(f"wrote {what} to {args.out} (mode 0600); its RFC 7638 thumbprint (jkt):")
             _out(jkt)
         return EXIT_OK
     if args.json:
-        _print_json({"alg": args.alg, "kid": jkt, "jkt": jkt, "jwk": jwk})
+        _print_json({"alg": alg, "kid": jkt, "jkt": jkt, "jwk": jwk})
     else:
         _out(json.dumps(jwk, indent=2))
         _err(f"jkt: {jkt}   (this is a PRIVATE key: prefer --out FILE, which is written with mode 0600)")
@@ -224,13 +229,15 @@ def _choose_scheme(args: argparse.Namespace, token: str, token_type: str | None,
 def cmd_call(args: argparse.Namespace) -> int:
     """Send one request with a fresh proof; print status, headers and body."""
     check_http_url(args.url)
+    if [args.data, args.token, args.proof].count("-") > 1:
+        raise CLIError("only one of --token, --data and --proof can read stdin (-)")
     token, token_type = _token_arg(args.token, required=True) or ("", None)
+    if (expired := expiry_warning(token)) is not None:
+        _err(f"warning: {expired}")
     key = load_private_jwk(args.key) if args.key else None
     scheme = _choose_scheme(args, token, token_type, key)
     method = args.method.upper()
     headers = _header_args(args.header or [])
-    if args.data == "-" and args.token == "-":
-        raise CLIError("--token - and --data - cannot both read stdin")
     data = _data_arg(args.data)
     if data is not None and not any(h.lower() == "content-type" for h in headers):
         headers["Content-Type"] = "application/json" if _is_json(data) else "application/x-www-form-urlencoded"
@@ -248,8 +255,11 @@ def cmd_call(args: argparse.Namespace) -> int:
         _err(f"> Authorization: {scheme} [access token, {len(token)} characters, not shown]")
         for name, value in headers.items():
             _err(f"> {name}: {value}")
+    proof = (_data_arg(args.proof) or "").strip() or None
+    if proof is not None and scheme != "DPoP":
+        raise CLIError("--proof goes with the DPoP scheme (a DPoP-bound token, or --dpop)")
     exchange = client.request(method, args.url, access_token=token, scheme=scheme, headers=headers, data=data,
-                              auth_request=args.auth_request)
+                              auth_request=args.auth_request, proof=proof)
     response = exchange.response
     if args.verbose and exchange.nonce_retry:
         _err("* the first attempt was answered 401 with a DPoP-Nonce; retried once with that nonce")
@@ -299,51 +309,58 @@ def cmd_thumbprint(args: argparse.Namespace) -> int:
 
 
 def _cert_thumbprint(path: str) -> str:
-    from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from tokenguard.client.certs import load_certificate
     from tokenguard.core.bindings.mtls import x5t_s256
 
-    if path == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise CLIError(f"certificate file not found: {path}") from None
-        except OSError as exc:
-            raise CLIError(f"cannot read certificate file {path}: {exc.strerror or exc}") from None
-    try:
-        if b"-----BEGIN" in data:
-            if b"-----BEGIN CERTIFICATE-----" not in data:
-                raise ValueError("PEM file holds no CERTIFICATE block")
-            cert = x509.load_pem_x509_certificate(data)  # the first certificate: the client's own
-        else:
-            cert = x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise CLIError(f"{path}: not an X.509 certificate in PEM or DER ({exc})") from None
-    return x5t_s256(cert.public_bytes(Encoding.DER))
+    return x5t_s256(load_certificate(path).public_bytes(Encoding.DER))
 
 
 # --------------------------------------------------------------------------------- check-config
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file with :func:`tokenguard.settings.load_config`."""
+    """Validate a config file with :func:`tokenguard.settings.load_config`: every problem at once.
+
+    Exit 0 valid, 1 invalid (each problem as ``FILE: key: problem``), 2 the file cannot be read.
+    """
     config = _import("tokenguard.settings", "check-config")
+    unreadable = _unreadable(Path(args.file))
+    if unreadable is not None:
+        problems = [{"source": args.file, "key": None, "problem": unreadable}]
+        code = EXIT_ERROR
+    else:
+        try:
+            config.load_config(args.file)
+        except config.ConfigError as exc:
+            problems = [{"source": p.source, "key": None if p.key == "-" else p.key, "problem": p.problem}
+                        for p in exc.problems]
+            code = EXIT_REFUSED
+        else:
+            problems, code = [], EXIT_OK
+    if args.json:
+        _print_json({"file": args.file, "ok": not problems, "problems": problems})
+    elif problems:
+        for problem in problems:
+            where = f"{problem['source']}: {problem['key']}" if problem["key"] else problem["source"]
+            _err(f"{where}: {problem['problem']}")
+    else:
+        _out(f"{args.file}: ok")
+    return code
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, or None."""
     try:
-        config.load_config(args.file)
-    except config.ConfigError as exc:
-        _err(str(exc))
-        return EXIT_REFUSED
+        with path.open("rb"):
+            return None
     except FileNotFoundError:
-        _err(f"{args.file}: file not found")
-        return EXIT_REFUSED
+        return "file not found"
+    except IsADirectoryError:
+        return "is a directory, not a file"
     except OSError as exc:
-        _err(f"{args.file}: {exc.strerror or exc}")
-        return EXIT_REFUSED
-    _out(f"{args.file}: ok")
-    return EXIT_OK
+        return f"cannot read: {exc.strerror or exc}"
 
 
 # ---------------------------------------------------------------------------- serve, conformance
@@ -358,7 +375,13 @@ def _import(module: str, verb: str) -> Any:
 
 
 #: verb -> module with ``add_arguments(parser)`` and ``run(args) -> int``.
-DELEGATED = {"serve": "tokenguard.serving", "conformance": "tokenguard.conformance"}
+DELEGATED = {"serve": "tokenguard.serving", "explain": "tokenguard.cli.explain",
+             "conformance": "tokenguard.conformance"}
+_DELEGATED_HELP = {
+    "serve": "run the verifier (auth endpoint for nginx / Caddy / Traefik / Envoy)",
+    "explain": "show every check of one request (expected and got, RFC section) and what /auth would answer",
+    "conformance": "run the black-box conformance suite against a verifier and an issuer",
+}
 
 
 def _delegate(module: Any, parser: argparse.ArgumentParser) -> None:
@@ -392,6 +415,7 @@ first steps (with `make run` services, or `idp-mock serve` and `tokenguard serve
   tokenguard token --issuer http://127.0.0.1:9000 --client-id CLIENT \\
       --client-secret-file secret.txt --dpop-key key.jwk > token.json
   tokenguard call GET https://127.0.0.1:8000/api --key key.jwk --token @token.json --cacert ca.pem -v
+  tokenguard explain --config tokenguard.toml --curl 'curl -H "Authorization: DPoP ..." ...'   # why refused?
 
 `tokenguard VERB --help` explains each verb. Exit codes: 0 success; 1 the server or the check said no
 (non-2xx response, token endpoint error, invalid config); 2 could not run (bad arguments, unreadable
@@ -443,9 +467,13 @@ without it the private JWK goes to stdout (careful where you redirect it).
 
 examples:
   tokenguard keygen --out key.jwk                 # ES256 (P-256), the usual choice
-  tokenguard keygen --alg EdDSA --out ed.jwk
-  JKT=$(tokenguard keygen --alg PS256 --out rsa.jwk)""", cmd_keygen)
-    p.add_argument("--alg", choices=KEY_ALGS, default="ES256", help="signature algorithm (default: ES256)")
+  tokenguard keygen --alg Ed25519 --out ed.jwk    # RFC 9864's name; --alg EdDSA for older servers
+  JKT=$(tokenguard keygen --alg PS256 --out rsa.jwk)
+  tokenguard keygen --from-pem client-key.pem --out key.jwk   # an existing key, as a JWK""", cmd_keygen)
+    p.add_argument("--alg", choices=KEY_ALGS, help="signature algorithm (default: ES256; with --from-pem, the "
+                                                   "key's usual one)")
+    p.add_argument("--from-pem", metavar="PEM", help="convert this PEM private key (EC P-256, Ed25519, RSA) "
+                                                     "instead of making a new one")
     p.add_argument("--out", metavar="FILE", help="write the private JWK here (mode 0600)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--rsa-bits", type=int, default=2048, choices=(2048, 3072, 4096),
@@ -526,6 +554,8 @@ examples:
     scheme = p.add_mutually_exclusive_group()
     scheme.add_argument("--bearer", action="store_true", help="send Authorization: Bearer and no proof")
     scheme.add_argument("--dpop", action="store_true", help="send Authorization: DPoP and a proof")
+    p.add_argument("--proof", metavar="P", help="send this exact DPoP proof (text, @file or -) instead of a fresh "
+                                                "one, e.g. to see a replay refused; no nonce retry")
     p.add_argument("--auth-request", metavar="AUTH_URL",
                    help="send to tokenguard's auth endpoint (e.g. http://127.0.0.1:8080/auth) as nginx "
                         "auth_request would, describing METHOD URL; the proof is for METHOD URL")
@@ -546,16 +576,19 @@ examples:
     p.add_argument("--json", action="store_true", help='print {"jkt": ...} or {"x5t#S256": ...}')
 
     p = verb("check-config", "validate a tokenguard config file", """\
-Prints "FILE: ok", or the first problem as "FILE: key: what is wrong" and exits 1.
-Environment overrides (TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
+Prints "FILE: ok" and exits 0, or every problem, one line each as "FILE: key: what is wrong", and
+exits 1; exits 2 when the file cannot be read at all. Environment overrides
+(TOKENGUARD_<SECTION>_<KEY>) are applied, as `serve` would.
 
-example:
-  tokenguard check-config /etc/tokenguard/tokenguard.toml""", cmd_check_config)
+examples:
+  tokenguard check-config /etc/tokenguard/tokenguard.toml
+  tokenguard check-config tokenguard.toml --json    # {"file", "ok", "problems": [{"source", "key", "problem"}]}""",
+             cmd_check_config)
     p.add_argument("file", metavar="FILE", help="TOML config file")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     for name in DELEGATED:
-        help_text = ("run the verifier (auth endpoint for nginx / Caddy / Traefik / Envoy)" if name == "serve"
-                     else "run the black-box conformance suite against a verifier and an issuer")
+        help_text = _DELEGATED_HELP[name]
         sub = verbs.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
                                formatter_class=_Formatter)
         _delegate(delegate if command == name else None, sub)

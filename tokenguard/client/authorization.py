@@ -31,8 +31,8 @@ def discover(issuer: str, *, session: requests.Session | None = None, verify: Ve
     def fetch(url: str) -> Mapping[str, Any]:
         try:
             response = session.get(url, headers={"Accept": "application/json"}, verify=verify, timeout=timeout)
-        except requests.RequestException as exc:
-            raise FetchError(str(_network_error(url, exc))) from None
+        except requests.RequestException as exc:  # the next metadata URL is on the same server: stop here
+            raise _network_error(url, exc) from None
         if response.status_code != 200:
             raise FetchError(f"{url} answered HTTP {response.status_code}")
         try:
@@ -45,6 +45,8 @@ def discover(issuer: str, *, session: requests.Session | None = None, verify: Ve
 
     try:
         metadata = dict(metadata_discover(issuer, fetch))
+    except ClientError as exc:
+        raise ClientError(f"no authorization server metadata for {issuer}: {exc}") from None
     except FetchError as exc:
         raise ClientError(f"no authorization server metadata for {issuer}: {exc}; pass the issuer exactly "
                           "as the server names it") from None
@@ -97,6 +99,14 @@ def fetch_token(issuer: str, client_id: str, *, client_secret: str | None = None
     except ValueError:
         payload = None
     if response.status_code != 200 or not isinstance(payload, dict) or "access_token" not in payload:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if error == "invalid_client" or (response.status_code == 401 and client_secret is not None):
+            said = payload.get("error_description") if isinstance(payload, dict) else None
+            raise RequestRefused(
+                f"client authentication failed: {endpoint} answered HTTP {response.status_code} "
+                f"{error or ''}".rstrip() + f"; check the client id ({client_id}) and its secret"
+                + (" and --auth-method" if client_secret is not None else " or certificate")
+                + (f" (the server said: {_cut(said, 100)})" if isinstance(said, str) and said else ""))
         if isinstance(payload, dict) and isinstance(payload.get("error"), str):
             detail = payload["error"]
             if isinstance(payload.get("error_description"), str):
@@ -112,3 +122,7 @@ def _pick_secret_method(metadata: Mapping[str, Any]) -> str:
     if isinstance(supported, list) and "client_secret_basic" not in supported and "client_secret_post" in supported:
         return "client_secret_post"
     return "client_secret_basic"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."

@@ -71,10 +71,30 @@ def _origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
+#: OpenSSL's words for "the other side does not speak TLS" (an http:// server reached as https://).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
+            "UNKNOWN_PROTOCOL")
+
+
+def _tls_error(target: str, exc: requests.exceptions.SSLError) -> ClientError:
+    """One clear line for a failed TLS handshake (OpenSSL's own text is nested and often cut short)."""
+    text = " ".join(str(exc).split())
+    match = re.search(r"\[SSL: ([A-Z0-9_]+)\]\s*([^(\"']*)", text)
+    code, words = (match.group(1), match.group(2).strip()) if match else ("", "")
+    if code in _NOT_TLS:
+        return ClientError(f"TLS handshake with {target} failed: nothing speaks TLS on that port "
+                           f"(OpenSSL: {code}); is it http:// rather than https://?")
+    if "CERTIFICATE_VERIFY_FAILED" in code or "certificate verify failed" in text:
+        return ClientError(f"TLS error talking to {target}: its certificate is not trusted ({_short(exc)}); "
+                           "pass --cacert FILE with the CA that issued it (or --insecure, for testing only)")
+    detail = f"OpenSSL: {code}{' ' + words if words else ''}" if code else "the TLS handshake failed"
+    return ClientError(f"TLS error talking to {target} ({detail}); check the URL, --cacert and --cert")
+
+
 def _network_error(url: str, exc: requests.RequestException) -> ClientError:
     target = _origin(url)
     if isinstance(exc, requests.exceptions.SSLError):
-        return ClientError(f"TLS error talking to {target}: check --cacert / --cert ({_short(exc)})")
+        return _tls_error(target, exc)
     if isinstance(exc, requests.exceptions.ConnectionError):
         return ClientError(f"cannot connect to {target}: is the server running? ({_short(exc)})")
     if isinstance(exc, requests.exceptions.Timeout):

@@ -17,10 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tokenguard.client.errors import ClientError
 from tokenguard.core.b64 import b64url_encode
-from tokenguard.core.jwk import THUMBPRINT_MEMBERS, default_alg, public_jwk, thumbprint
+from tokenguard.core.jwk import THUMBPRINT_MEMBERS, default_alg, key_fits_alg, public_jwk, thumbprint
 
-#: The algorithms ``keygen`` offers (RFC 9449 §4.2 forbids MAC algorithms and ``none``).
-KEY_ALGS = ("ES256", "EdDSA", "RS256", "PS256")
+#: The algorithms ``keygen`` offers (RFC 9449 §4.2 forbids MAC algorithms and ``none``). ``Ed25519`` is
+#: RFC 9864's fully-specified name; ``EdDSA`` its deprecated polymorphic one, for servers that know no other.
+KEY_ALGS = ("ES256", "Ed25519", "EdDSA", "RS256", "PS256")
 
 
 def _int_b64(value: int, length: int | None = None) -> str:
@@ -35,7 +36,7 @@ def generate_jwk(alg: str, *, rsa_bits: int = 2048) -> dict[str, Any]:
         numbers = ec_key.private_numbers()
         jwk: dict[str, Any] = {"kty": "EC", "crv": "P-256", "x": _int_b64(numbers.public_numbers.x, 32),
                                "y": _int_b64(numbers.public_numbers.y, 32), "d": _int_b64(numbers.private_value, 32)}
-    elif alg == "EdDSA":
+    elif alg in ("Ed25519", "EdDSA"):
         from cryptography.hazmat.primitives import serialization as ser
 
         ed_key = ed25519.Ed25519PrivateKey.generate()
@@ -75,6 +76,11 @@ def read_text(source: str, what: str) -> str:
 
 def parse_jwk(text: str, source: str, *, private: bool) -> dict[str, Any]:
     """Parse one JWK (or a JWK Set holding exactly one key) and check that it is usable."""
+    if text.lstrip().startswith("-----BEGIN"):
+        convert = (f"convert it once: tokenguard keygen --from-pem {source} --out key.jwk" if "PRIVATE KEY" in text
+                   else "tokenguard needs the private key (a JWK; from a PEM private key: tokenguard keygen "
+                        "--from-pem FILE --out key.jwk)")
+        raise ClientError(f"{source}: this is a PEM file, and tokenguard reads keys as JWK (JSON); {convert}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -101,6 +107,35 @@ def parse_jwk(text: str, source: str, *, private: bool) -> dict[str, Any]:
         except Exception as exc:  # joserfc raises assorted errors for bad key material
             raise ClientError(f"{source}: invalid private key ({type(exc).__name__})") from None
     return value
+
+
+def jwk_from_pem(text: str, source: str, alg: str | None = None) -> dict[str, Any]:
+    """A PEM private key (PKCS#8 or traditional) as a private JWK with ``alg`` and ``kid`` (its thumbprint)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    try:
+        private = load_pem_private_key(text.encode(), password=None)
+    except TypeError:
+        raise ClientError(f"{source}: the PEM key is encrypted; decrypt it first "
+                          "(openssl pkey -in KEY.pem -out plain.pem)") from None
+    except ValueError as exc:
+        raise ClientError(f"{source}: not a PEM private key ({str(exc).splitlines()[0][:80]})") from None
+    kind: type[ECKey | RSAKey | OKPKey] | None = (
+        ECKey if isinstance(private, ec.EllipticCurvePrivateKey) else RSAKey if isinstance(private, rsa.RSAPrivateKey)
+        else OKPKey if isinstance(private, ed25519.Ed25519PrivateKey) else None)
+    if kind is None:
+        raise ClientError(f"{source}: a {type(private).__name__.removeprefix('_')} cannot sign DPoP proofs here; "
+                          "use an EC P-256, Ed25519 or RSA (>= 2048 bits) key")
+    if isinstance(private, rsa.RSAPrivateKey) and private.key_size < 2048:
+        raise ClientError(f"{source}: RSA keys must have at least 2048 bits, this one has {private.key_size}")
+    jwk: dict[str, Any] = dict(kind.import_key(text).as_dict(private=True))
+    signs = alg or default_alg(jwk)
+    if not key_fits_alg(jwk, signs):
+        raise ClientError(f"{source}: this {jwk.get('crv') or jwk['kty']} key cannot sign {signs}")
+    jwk["alg"] = signs
+    jwk["kid"] = thumbprint(jwk)
+    return jwk
 
 
 def load_private_jwk(path: str) -> dict[str, Any]:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +21,9 @@ def read_token(value: str) -> tuple[str, str | None]:
     Returns ``(access_token, token_type)``; ``token_type`` is only known from a token response.
     """
     from_file = value == "-" or value.startswith("@")
+    if not from_file and _names_a_file(value):
+        raise ClientError(f"--token {value!r} names a file, and a value without @ is sent as the token itself; "
+                          f"read the file with --token @{value}")
     text = (read_text(value, "token") if from_file else value).strip()
     where = ("stdin" if value == "-" else value[1:]) if from_file else "--token"
     if text.startswith("{"):
@@ -36,6 +41,31 @@ def read_token(value: str) -> tuple[str, str | None]:
     if any(c.isspace() for c in text):
         raise ClientError(f"token from {where} contains whitespace")
     return text, None
+
+
+def _names_a_file(value: str) -> bool:
+    """A ``--token`` value that is a file name, not a token (no JWT or opaque token ends in ``.json``)."""
+    if value.endswith((".json", ".txt", ".jwt")):
+        return True
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):  # too long for a file name, or a NUL: a token, not a path
+        return False
+
+
+def expiry_warning(token: str, now: float | None = None) -> str | None:
+    """A warning when a JWT access token's ``exp`` has passed (read without verification), else None."""
+    try:
+        exp = parse_compact(token).payload.get("exp")
+    except JWSError:
+        return None  # opaque: only the server knows
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    ago = int((time.time() if now is None else now) - exp)
+    if ago < 0:
+        return None
+    return (f"the access token expired {ago} s ago (exp {int(exp)}); the server will refuse it (token_expired): "
+            "get a new one with `tokenguard token`")
 
 
 def token_cnf(token: str) -> dict[str, Any] | None:

@@ -97,7 +97,7 @@ class MiniIssuer:
 
     # ---- scripting
     def rotate(self) -> None:
-        """Start serving ``as-2`` beside ``as-1`` (spec JWT-RS-09)."""
+        """Start serving ``as-2`` beside ``as-1`` (JWT-RS-09, docs/conformance-cases.md)."""
         self.rotated = True
 
     def script(self, token: str, body: dict[str, Any] | None = None, status: int = 200) -> None:

@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
-#: Sentinel: ``claims``/``header`` entries set to REMOVE are deleted (spec "claim removed").
+#: Sentinel: ``claims``/``header`` entries set to REMOVE are deleted ("claim removed" in the Notation).
 REMOVE: Any = object()
 
 
@@ -122,7 +122,7 @@ def raw_sign(alg: str, key: PrivateKey | bytes, signing_input: bytes) -> bytes:
     """Sign per RFC 7518 §3 with a free choice of key and alg (mismatches are intentional).
 
     ECDSA signatures are the fixed-length R‖S form of RFC 7518 §3.4; the hash follows ``alg``
-    even when the curve does not (spec DPOP-RS-12(b): ES384 over a P-256 key).
+    even when the curve does not (DPOP-RS-12(b): ES384 over a P-256 key).
     """
     if alg == "none":
         return b""
@@ -231,7 +231,7 @@ def encode_cert_header(cert: x509.Certificate, fmt: str) -> str:
 
 
 def pem_spaces(cert: x509.Certificate) -> str:
-    """PEM with line breaks replaced by spaces (spec MTLS-RS-04(b))."""
+    """PEM with line breaks replaced by spaces (MTLS-RS-04(b), docs/conformance-cases.md)."""
     return cert_pem(cert).strip().replace("\n", " ")
 
 
@@ -285,7 +285,7 @@ class Fixtures:
         return keys[name]
 
     def jwks(self, rotated: bool) -> dict[str, Any]:
-        """The issuer's JWKS: as-1, plus as-2 after the rotation switch (spec JWT-RS-09)."""
+        """The issuer's JWKS: as-1, plus as-2 after the rotation switch (JWT-RS-09, docs/conformance-cases.md)."""
         keys = [dict(public_jwk(self.as1), kid=self.kid("as-1"), use="sig", alg="RS256")]
         if rotated:
             keys.append(dict(public_jwk(self.as2), kid=self.kid("as-2"), use="sig", alg="RS256"))

@@ -41,7 +41,7 @@ class Result:
 
 @dataclass
 class CaseDef:
-    """A spec case (e.g. DPOP-RS-07) whose function records one result per sub-case."""
+    """A case (e.g. DPOP-RS-07, docs/conformance-cases.md) whose function records one result per sub-case."""
 
     id: str
     section: str

@@ -33,9 +33,13 @@ from tokenguard.core.jwk import (
 from tokenguard.core.jws import JWSError, parse_compact, verify_signature
 from tokenguard.core.nonce import NonceIssuer
 from tokenguard.core.replay import ReplayStore
+from tokenguard.core.trace import ABSENT, Trace
 from tokenguard.core.uri import URIError, normalize_target
 
-DEFAULT_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
+#: RFC 9864 §2.2: the fully-specified ``Ed25519`` / ``Ed448`` beside the polymorphic ``EdDSA`` they replace
+#: (panva's ``dpop`` signs Ed25519 proofs with ``alg: "Ed25519"``).
+DEFAULT_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA", "Ed25519", "Ed448")
+S43 = "RFC 9449 §4.3"
 DEFAULT_IAT_PAST = 60  # seconds a proof may be old
 DEFAULT_IAT_FUTURE = 15  # seconds of clock skew the other way
 DEFAULT_MAX_PROOF_BYTES = 8192
@@ -107,53 +111,87 @@ class DpopVerifier:
         assert self.nonces is not None
         return UseDpopNonce(reason, description, self.nonces.issue())
 
-    def _check_header(self, header: Mapping[str, Any]) -> tuple[str, PublicKey, str]:
+    def _check_header(self, header: Mapping[str, Any], trace: Trace | None) -> tuple[str, PublicKey, str]:
         """§4.3 (4)-(7) for the JOSE header: typ, alg, and the key it carries (imported and thumbprinted)."""
         typ = header.get("typ")
-        if not isinstance(typ, str):
-            raise InvalidDpopProof("dpop_bad_typ", "DPoP proof has no typ header")
-        media = typ.lower()
+        media = typ.lower() if isinstance(typ, str) else ""
         if media.startswith("application/"):
             media = media[len("application/"):]
-        if media != "dpop+jwt":  # (4); RFC 7515 §4.1.9 allows the prefix and any case
+        ok = media == "dpop+jwt"  # (4); RFC 7515 §4.1.9 allows the prefix and any case
+        if trace is not None:
+            trace.add("typ", f"{S43} (4)", ok, "dpop+jwt", header.get("typ", ABSENT))
+        if not ok:
+            if not isinstance(typ, str):
+                raise InvalidDpopProof("dpop_bad_typ", "DPoP proof has no typ header")
             raise InvalidDpopProof("dpop_bad_typ", "DPoP proof typ is not dpop+jwt")
         alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self._allowed:  # (5)
+        ok = isinstance(alg, str) and alg in self._allowed
+        if trace is not None:
+            trace.add("alg", f"{S43} (5)", ok, f"one of {', '.join(self.algs)}", header.get("alg", ABSENT))
+        if not ok or not isinstance(alg, str):  # (5)
             raise InvalidDpopProof("dpop_bad_alg", "DPoP proof alg is missing or not allowed")
-        if "crit" in header:
+        ok = "crit" not in header
+        if trace is not None:
+            trace.add("crit", "RFC 7515 §4.1.11", ok, ABSENT, header.get("crit", ABSENT))
+        if not ok:
             raise InvalidDpopProof("dpop_crit", "DPoP proof has critical header parameters")
         jwk = header.get("jwk")
         if not isinstance(jwk, dict):
+            if trace is not None:
+                trace.add("jwk", f"{S43} (6)", False, "a JWK object in the header", type(jwk).__name__
+                          if jwk is not None else ABSENT)
             raise InvalidDpopProof("dpop_bad_jwk", "DPoP proof has no jwk header")
-        if PRIVATE_MEMBERS.intersection(jwk):  # (7)
+        private = sorted(PRIVATE_MEMBERS.intersection(jwk))
+        if trace is not None:
+            trace.add("jwk is public", f"{S43} (7)", not private, "no private members",
+                      f"private members {' '.join(private)}" if private else "public members only")
+        if private:  # (7)
             raise InvalidDpopProof("dpop_private_jwk", "DPoP proof jwk contains private key material")
-        if not key_fits_alg(jwk, alg):  # (5)-(6): never take the algorithm from the header alone
+        ok = key_fits_alg(jwk, alg)
+        if trace is not None:
+            trace.add("jwk fits alg", f"{S43} (5)-(6)", ok, f"a key for {alg}",
+                      f"kty {jwk.get('kty', ABSENT)}" + (f", crv {jwk['crv']}" if "crv" in jwk else ""))
+        if not ok:  # (5)-(6): never take the algorithm from the header alone
             raise InvalidDpopProof("dpop_alg_key_mismatch", "DPoP proof alg does not match its jwk")
         try:
             key = self._keys.get(jwk)
             jkt = thumbprint(jwk)
         except JWKError as exc:
+            if trace is not None:
+                trace.add("jwk", f"{S43} (6)", False, "a valid public key", str(exc))
             raise InvalidDpopProof("dpop_bad_jwk", f"DPoP proof jwk is invalid: {exc}") from exc
+        if trace is not None:
+            trace.add("jwk", f"{S43} (6)", True, "a valid public key", f"jkt {jkt} (RFC 7638 thumbprint)")
         return alg, key, jkt
 
     def verify(self, proofs: Sequence[str], *, htm: str, htu: str, access_token: str | None = None,
-               require_nonce: bool = False, consume: bool = True) -> DpopProof:
+               require_nonce: bool = False, consume: bool = True, trace: Trace | None = None) -> DpopProof:
         """Check the request's DPoP header value(s) for a request to ``htm htu``.
 
         ``htu`` is the external target URI (already known to be absolute). With ``access_token`` the
         proof must carry its ``ath`` (§4.3 (12), §7). With ``require_nonce`` a valid server nonce is
-        mandatory (§8, §9, §11.3). ``consume`` records the ``jti`` in the replay store (§11.1).
+        mandatory (§8, §9, §11.3). ``consume`` records the ``jti`` in the replay store (§11.1); a
+        read-only ``trace`` (``explain``) only asks the store whether it was seen.
         """
         # (1) exactly one DPoP header field, and a single token68 value (R-12: WSGI folds duplicates)
+        if trace is not None:
+            trace.add("one DPoP header", f"{S43} (1)", len(proofs) == 1, "exactly one DPoP field", len(proofs))
         if len(proofs) != 1:
             raise InvalidDpopProof("dpop_multiple_proofs", "Exactly one DPoP header is required")
         proof = proofs[0].strip()
-        if not proof:
-            raise InvalidDpopProof("dpop_malformed", "DPoP header is empty")
-        if len(proof) > self.max_proof_bytes:
-            raise InvalidDpopProof("dpop_too_large", "DPoP proof is too large")
-        if not _COMPACT_JWS.fullmatch(proof):
-            if "," in proof or " " in proof:
+        syntax = ("empty" if not proof else "too large" if len(proof) > self.max_proof_bytes
+                  else None if _COMPACT_JWS.fullmatch(proof) else "more than one value" if "," in proof or " " in proof
+                  else "not a compact JWS")
+        if trace is not None:
+            trace.add("proof syntax", f"{S43} (1)-(2)", syntax is None,
+                      f"one compact JWS of at most {self.max_proof_bytes} bytes",
+                      f"{syntax}, {len(proof)} bytes" if syntax else f"{len(proof)} bytes")
+        if syntax is not None:
+            if syntax == "empty":
+                raise InvalidDpopProof("dpop_malformed", "DPoP header is empty")
+            if syntax == "too large":
+                raise InvalidDpopProof("dpop_too_large", "DPoP proof is too large")
+            if syntax == "more than one value":
                 raise InvalidDpopProof("dpop_multiple_proofs", "DPoP header holds more than one value")
             raise InvalidDpopProof("dpop_malformed", "DPoP proof is not a compact JWS")
         # (2) a well-formed compact JWS / JWT; a header seen on a verified proof needs no second decode
@@ -161,35 +199,65 @@ class DpopVerifier:
         try:
             jws = parse_compact(proof, seen[3] if seen is not None else None)
         except JWSError as exc:
+            if trace is not None:
+                trace.add("well-formed JWT", f"{S43} (2)", False, "header.payload.signature, JSON objects", str(exc))
             raise InvalidDpopProof("dpop_malformed", f"DPoP proof is not a well-formed JWT: {exc}") from exc
         claims = jws.payload
         # (3) required claims
-        for name in ("jti", "htm", "htu", "iat"):
-            if name not in claims:
-                raise InvalidDpopProof("dpop_missing_claim", f"DPoP proof lacks the {name} claim")
-        if access_token is not None and "ath" not in claims:
-            raise InvalidDpopProof("dpop_missing_claim", "DPoP proof lacks the ath claim")
+        required = ("jti", "htm", "htu", "iat", "ath") if access_token is not None else ("jti", "htm", "htu", "iat")
+        missing = [name for name in required if name not in claims]
+        if trace is not None:
+            trace.add("well-formed JWT", f"{S43} (2)", True, "header.payload.signature, JSON objects", "ok")
+            trace.add("required claims", f"{S43} (3)", not missing, " ".join(required),
+                      f"missing {' '.join(missing)}" if missing else "all present")
+        if missing:
+            raise InvalidDpopProof("dpop_missing_claim", f"DPoP proof lacks the {missing[0]} claim")
         # (4)-(7) typ, alg, key; then the signature
-        alg, key, jkt = seen[:3] if seen is not None else self._check_header(jws.header)
-        if not verify_signature(alg, key, jws.signing_input, jws.signature):
+        if seen is None:
+            alg, key, jkt = self._check_header(jws.header, trace)
+        else:
+            alg, key, jkt = seen[:3]
+            if trace is not None:
+                trace.add("typ, alg, jwk", f"{S43} (4)-(7)", True,
+                          "dpop+jwt, an allowed alg, a public jwk that fits it",
+                          f"{alg}, jkt {jkt} (this exact header's proof verified before)")
+        ok = verify_signature(alg, key, jws.signing_input, jws.signature)
+        if trace is not None:
+            trace.add("signature", f"{S43} (6)", ok, f"a valid {alg} signature by the header's jwk",
+                      "verifies" if ok else "does not verify")
+        if not ok:
             raise InvalidDpopProof("dpop_bad_signature", "DPoP proof signature does not verify")
         if seen is None:  # only a header whose signature verified is remembered, within a byte budget
             size = 3 * len(jws.header_segment) + PublicKeyCache.KEY_OVERHEAD
             self._headers.put(jws.header_segment, (alg, key, jkt, jws.header), size)
         jti = claims["jti"]
-        if not isinstance(jti, str) or not jti:
-            raise InvalidDpopProof("dpop_bad_jti", "DPoP proof jti must be a non-empty string")
-        if len(jti) > self.max_jti_length:
-            raise InvalidDpopProof("dpop_bad_jti", "DPoP proof jti is too long")
+        problem = ("must be a non-empty string" if not isinstance(jti, str) or not jti
+                   else "is too long" if len(jti) > self.max_jti_length else None)
+        if trace is not None:
+            trace.add("jti", f"{S43} (3), §4.2", problem is None,
+                      f"a non-empty string of at most {self.max_jti_length} characters",
+                      f"{type(jti).__name__} of {len(jti) if isinstance(jti, str) else '?'} characters"
+                      if problem else f"{len(jti)} characters")
+        if problem is not None:
+            raise InvalidDpopProof("dpop_bad_jti", f"DPoP proof jti {problem}")
         # (8) htm: exact, case-sensitive (RFC 9110 §9.1)
-        if claims["htm"] != htm:
+        ok = claims["htm"] == htm
+        if trace is not None:
+            trace.add("htm", f"{S43} (8)", ok, htm, claims["htm"])
+        if not ok:
             raise InvalidDpopProof("dpop_htm_mismatch", f"DPoP proof htm does not match the {htm} request")
         # (9) htu, both sides normalised, query and fragment ignored
         try:
             proof_htu = normalize_target(claims["htu"])
         except URIError as exc:
+            if trace is not None:
+                trace.add("htu", f"{S43} (9)", False, htu, f"{claims['htu']} (not an absolute http(s) URI)")
             raise InvalidDpopProof("dpop_bad_htu", "DPoP proof htu is not an absolute http(s) URI") from exc
-        if not hmac.compare_digest(proof_htu, htu):
+        ok = hmac.compare_digest(proof_htu, htu)
+        if trace is not None:
+            trace.add("htu", f"{S43} (9)", ok, htu, proof_htu if proof_htu == claims["htu"]
+                      else f"{proof_htu} (normalised from {claims['htu']})")
+        if not ok:
             raise InvalidDpopProof("dpop_htu_mismatch",
                                    f"DPoP proof htu {proof_htu} does not match the request URL {htu}")
         # (10) nonce, when this server asks for one
@@ -198,39 +266,84 @@ class DpopVerifier:
         if require_nonce:
             if self.nonces is None:
                 raise ValueError("nonces required but no nonce issuer configured")
+            nonce_ok = nonce is not None and self.nonces.is_valid(nonce)
+            if trace is not None:
+                trace.add("nonce", f"{S43} (10), §9", nonce_ok,
+                          f"a nonce this server issued in the last {self.nonces.lifetime} s",
+                          ABSENT if nonce is None else f"{nonce} ({'valid' if nonce_ok else 'invalid or expired'})")
             if nonce is None:
                 raise self._use_nonce("dpop_nonce_missing", f"{self.server_name} requires nonce in DPoP proof")
-            if not self.nonces.is_valid(nonce):
+            if not nonce_ok:
                 raise self._use_nonce("dpop_nonce_invalid", "DPoP proof nonce is invalid or expired")
-            nonce_ok = True
         # (11) creation time: iat window; a valid server nonce vouches for freshness on the past side
         iat = claims["iat"]
-        if not _number(iat):
-            raise InvalidDpopProof("dpop_bad_iat", "DPoP proof iat is not a number")
         now = self.clock()
-        if iat > now + self.iat_future:
+        if not _number(iat):
+            if trace is not None:
+                trace.add("iat", f"{S43} (11)", False, "a number (NumericDate)", iat)
+            raise InvalidDpopProof("dpop_bad_iat", "DPoP proof iat is not a number")
+        future, old = iat > now + self.iat_future, iat < now - self.iat_past and not nonce_ok
+        if trace is not None:
+            window = f"{now - self.iat_past:.0f} .. {now + self.iat_future:.0f}"
+            trace.add("iat", f"{S43} (11)", not (future or old),
+                      f"{window} (now - {self.iat_past} s .. now + {self.iat_future} s)"
+                      + (", or older with a valid nonce" if nonce_ok else ""),
+                      f"{iat} ({_age(iat, now)})")
+        if future:
             raise InvalidDpopProof("dpop_iat_future", "DPoP proof iat is in the future")
-        if iat < now - self.iat_past and not nonce_ok:
+        if old:
             raise InvalidDpopProof("dpop_iat_too_old", "DPoP proof iat is too old")
         for name in ("exp", "nbf"):
             if name in claims and not _number(claims[name]):
+                if trace is not None:
+                    trace.add(name, "RFC 7519 §2 NumericDate", False, "a number", claims[name])
                 raise InvalidDpopProof("dpop_bad_claim", f"DPoP proof {name} is not a number")
-        if "exp" in claims and claims["exp"] <= now - self.iat_future:
-            raise InvalidDpopProof("dpop_expired", "DPoP proof has expired")
-        if "nbf" in claims and claims["nbf"] > now + self.iat_future:
-            raise InvalidDpopProof("dpop_not_yet_valid", "DPoP proof is not yet valid")
+        if "exp" in claims:
+            expired = claims["exp"] <= now - self.iat_future
+            if trace is not None:
+                trace.add("exp", "RFC 7519 §4.1.4", not expired, f"> {now - self.iat_future:.0f}",
+                          f"{claims['exp']} ({_age(claims['exp'], now)})")
+            if expired:
+                raise InvalidDpopProof("dpop_expired", "DPoP proof has expired")
+        if "nbf" in claims:
+            early = claims["nbf"] > now + self.iat_future
+            if trace is not None:
+                trace.add("nbf", "RFC 7519 §4.1.5", not early, f"<= {now + self.iat_future:.0f}",
+                          f"{claims['nbf']} ({_age(claims['nbf'], now)})")
+            if early:
+                raise InvalidDpopProof("dpop_not_yet_valid", "DPoP proof is not yet valid")
         # (12) ath binds the proof to the access token (§4.2, §7); cnf.jkt is the caller's check
         if access_token is not None:
-            ath = claims["ath"]
-            if not isinstance(ath, str) or not hmac.compare_digest(ath, ath_for(access_token)):
+            ath, expected_ath = claims["ath"], ath_for(access_token)
+            ok = isinstance(ath, str) and hmac.compare_digest(ath, expected_ath)
+            if trace is not None:
+                trace.add("ath", f"{S43} (12), §4.2", ok, f"{expected_ath} (SHA-256 of the access token)", ath)
+            if not ok:
                 raise InvalidDpopProof("dpop_ath_mismatch", "DPoP proof ath does not match the access token")
         # §11.1 replay: the jti, scoped to the key, may be used once within the window
         if consume and self.replay is not None:
             replay_key = b64url_encode(sha256(f"{jkt}\x00{jti}".encode()).digest())
-            if not self.replay.first_use(replay_key, self.replay_ttl):
+            if trace is not None and trace.read_only:
+                fresh = not self.replay.seen(replay_key)  # explain: ask, never record
+            else:
+                fresh = self.replay.first_use(replay_key, self.replay_ttl)
+            if trace is not None:
+                trace.add("jti not replayed", "RFC 9449 §11.1", fresh,
+                          f"a jti not seen with this key in the last {self.replay_ttl} s",
+                          "not seen before" if fresh else "already used")
+            if not fresh:
                 raise InvalidDpopProof("dpop_replay", "DPoP proof has already been used")
+        elif trace is not None:
+            trace.add("jti not replayed", "RFC 9449 §11.1", True, "recorded by tokenguard",
+                      "not checked: route replay = \"off\" (the upstream checks it)" if not consume
+                      else "not checked: no replay store")
         return DpopProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=proof_htu,
                          nonce=nonce if isinstance(nonce, str) else None, claims=claims, header=jws.header)
+
+
+def _age(moment: float, now: float) -> str:
+    delta = int(now - moment)
+    return f"{delta} s old" if delta >= 0 else f"{-delta} s in the future"
 
 
 def create_proof(private_jwk: Mapping[str, Any], *, htm: str, htu: str, access_token: str | None = None,

@@ -37,7 +37,7 @@ ALG_KEY = {
     "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
     "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
     "PS256": ("RSA", None), "PS384": ("RSA", None), "PS512": ("RSA", None),
-    "EdDSA": ("OKP", None), "Ed25519": ("OKP", "Ed25519"),
+    "EdDSA": ("OKP", None), "Ed25519": ("OKP", "Ed25519"), "Ed448": ("OKP", "Ed448"),  # RFC 8037, RFC 9864 §2.2
 }
 ASYMMETRIC_ALGS = frozenset(ALG_KEY)
 MIN_RSA_BITS = 2048

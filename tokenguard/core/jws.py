@@ -28,6 +28,13 @@ _RSA: dict[str, tuple[padding.AsymmetricPadding, hashes.HashAlgorithm]] = {
     **{f"PS{n}": (padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size), h) for n, h in _HASHES.items()},
 }
 
+#: EdDSA (RFC 8037): the polymorphic name takes either curve, the fully-specified names (RFC 9864) one each.
+_EDDSA: dict[str, type | tuple[type, ...]] = {
+    "EdDSA": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+    "Ed25519": ed25519.Ed25519PublicKey,
+    "Ed448": ed448.Ed448PublicKey,
+}
+
 
 class JWSError(ValueError):
     """Not a well-formed compact JWS."""
@@ -107,9 +114,8 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
             pad, digest = _RSA[alg]
             key.verify(signature, signing_input, pad, digest)
             return True
-        if alg in ("EdDSA", "Ed25519") and isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            if alg == "Ed25519" and not isinstance(key, ed25519.Ed25519PublicKey):
-                return False
+        if (alg in _EDDSA and isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
+                and isinstance(key, _EDDSA[alg])):  # RFC 8037 §3.1, RFC 9864 §2.2: the curve the alg names
             key.verify(signature, signing_input)
             return True
     except (InvalidSignature, ValueError):

@@ -31,6 +31,7 @@ from tokenguard.core.nonce import NonceIssuer
 from tokenguard.core.policy import Policy, Route
 from tokenguard.core.replay import ReplayStore
 from tokenguard.core.request import AuthRequest, Target
+from tokenguard.core.trace import Trace
 from tokenguard.core.uri import has_query_parameter
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: The longest access token accepted (RFC 9068 JWTs with many claims run to several KiB).
 MAX_TOKEN_LENGTH = 16384
+CREDENTIALS = "RFC 6750 §2.1, RFC 9449 §7.1"
 #: Two Authorization fields folded by the WSGI server into one value: ``<scheme> <token>, <scheme> <token>``.
 _FOLDED_CREDENTIALS = re.compile(r",\s*[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*\s+\S")
 _SCHEMES = {"bearer": Scheme.BEARER, "dpop": Scheme.DPOP}
@@ -74,47 +76,63 @@ class Verifier:
         self.nonces = nonces
 
     # -- the pipeline ----------------------------------------------------------------------------
-    def decide(self, request: AuthRequest) -> Decision:
+    def decide(self, request: AuthRequest, trace: Trace | None = None) -> Decision:
+        """Decide one request; ``trace`` (``explain``, ``server.log_explain``) collects every check."""
         route: Route | None = None
         try:
             target = request.target
             route = self.policy.route_for(request.method, target.host, target.path)
+            if trace is not None:
+                trace.add("route", "[[route]], first match wins", route is not None,
+                          f"a route for {request.method} {target.host}{target.path}",
+                          f"route {route.name}" if route is not None else "no route matches: policy.default = deny")
             if route is None:
                 raise _Denial(AccessDenied("no_route", "No route allows this request"), ())
             if route.public_url:
                 origin = _public_origin(route.public_url)
                 request = dataclasses.replace(request, target=dataclasses.replace(
                     target, scheme=origin.scheme, host=origin.host, port=origin.port))
-            return self._authenticate(request, route)
+                if trace is not None:
+                    trace.add("public_url", f"[[route]] {route.name} public_url", True,
+                              "the external URL the client called", request.target.htu)
+            return self._authenticate(request, route, trace)
         except _Denial as denial:
             return self._deny(request, route, denial.error, denial.error_on)
         except _NoCredentials as exc:
             return self._deny(request, route, None, (), reason=str(exc))
         except VerifierUnavailable as exc:
+            if trace is not None and all(check.ok for check in trace.checks):  # e.g. the replay store did not answer
+                trace.add("able to decide", "fail closed", False, "every source of truth answering", exc.description)
             return self._unavailable(request, route, exc.reason, exc.description)
         except Exception as exc:  # fail closed on anything unforeseen
             # The type and where it happened, never the message: it could quote request content.
             frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
             log.error("internal error while deciding: %s at %s", type(exc).__name__, where)
+            if trace is not None:
+                trace.add("able to decide", "fail closed", False, "no internal error",
+                          f"{type(exc).__name__} at {where}")
             return self._unavailable(request, route, "internal_error", f"{type(exc).__name__} at {where}")
 
-    def _authenticate(self, request: AuthRequest, route: Route) -> Decision:
-        scheme, token = self._credentials(request)
+    def _authenticate(self, request: AuthRequest, route: Route, trace: Trace | None) -> Decision:
+        scheme, token = self._credentials(request, trace)
         used = (scheme,)
         try:
-            access = self.tokens.validate(token)
-            method, thumbprint = self.bindings.for_cnf(access.cnf)
-            confirmation = method.confirm(request, route, scheme, token, thumbprint)
+            access = self.tokens.validate(token, trace)
+            if trace is None:
+                method, thumbprint = self.bindings.for_cnf(access.cnf)
+            else:
+                method, thumbprint = self.bindings.traced_for_cnf(access.cnf, trace)
+            confirmation = method.confirm(request, route, scheme, token, thumbprint, trace)
             scopes = access.scopes
-            route.authorize(scopes, access.claims)
+            route.authorize(scopes, access.claims, trace)
         except OAuthError as exc:
             raise _Denial(exc, used) from None
         return Decision(Outcome.ALLOW, "ok", offered=route.offered, route=route, target=request.target,
                         method=request.method, access=access, binding=method.binding, thumbprint=thumbprint,
                         scopes=scopes, nonce=confirmation.nonce)
 
-    def _credentials(self, request: AuthRequest) -> tuple[Scheme, str]:
+    def _credentials(self, request: AuthRequest, trace: Trace | None) -> tuple[Scheme, str]:
         """RFC 6750 §2.1 / RFC 9449 §7.1: exactly one Authorization field with one scheme and token.
 
         RFC 6750 §2.3 query tokens are not supported: alone they are no credentials (§3.1: no error
@@ -125,23 +143,41 @@ class Verifier:
         query = request.target.query
         in_query = query is not None and has_query_parameter(query, "access_token")
         if not values:
+            if trace is not None:
+                trace.add("Authorization", CREDENTIALS, False, "Authorization: DPoP <token> or Bearer <token>",
+                          "no Authorization header" + (" (a token in the query is not a supported method)"
+                                                       if in_query else ""))
             raise _NoCredentials("token_in_query" if in_query else "no_credentials")
         if len(values) > 1 or any(_FOLDED_CREDENTIALS.search(v) for v in values):
+            if trace is not None:
+                trace.add("Authorization", CREDENTIALS, False, "exactly one Authorization field with one credential",
+                          f"{len(values)} fields" if len(values) > 1 else "two credentials in one field")
             raise _Denial(InvalidRequest("multiple_authorization", "More than one Authorization header"), BOTH)
         if in_query:
+            if trace is not None:
+                trace.add("one token, one place", "RFC 6750 §2.3, §3.1", False,
+                          "the access token in the Authorization header only", "also access_token in the query")
             raise _Denial(InvalidRequest("multiple_token_methods", "An access token in the query and in the "
                                          "Authorization header: more than one method"), BOTH)
         scheme_word, _, token = values[0].strip().partition(" ")
         scheme = _SCHEMES.get(scheme_word.lower())
         if scheme is None:
+            if trace is not None:
+                trace.add("Authorization scheme", CREDENTIALS, False, "Bearer or DPoP", scheme_word[:40])
             raise _NoCredentials("unsupported_scheme")
         token = token.strip(" ")
+        problem = ("no token after the scheme" if not token else f"{len(token)} characters" if len(token) >
+                   MAX_TOKEN_LENGTH else "characters outside token68" if not _TOKEN68.fullmatch(token) else None)
+        if trace is not None:
+            trace.add("Authorization", CREDENTIALS, problem is None,
+                      f"{scheme.value} <token68 of at most {MAX_TOKEN_LENGTH} characters>",
+                      f"{scheme.value} {problem or f'token of {len(token)} characters'}")
         if not token:
             raise _Denial(InvalidRequest("token_missing", "The Authorization header has no token"), (scheme,))
         if len(token) > MAX_TOKEN_LENGTH:
             raise _Denial(InvalidToken("token_too_large", "The access token is longer than this server accepts"),
                           (scheme,))
-        if not _TOKEN68.fullmatch(token):
+        if problem is not None:
             raise _Denial(InvalidRequest("token_syntax", "The access token has invalid characters"), (scheme,))
         return scheme, token
 

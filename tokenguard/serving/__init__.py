@@ -11,9 +11,12 @@ bad new config is refused while the old one stays in force (:mod:`.reload`).
 from __future__ import annotations
 
 import argparse
+import atexit
+import errno
 import importlib
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,10 +56,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare_metrics_dir(config: Config) -> None:
+    """This server's Prometheus multi-process directory, ``metrics-<pid>``: removed when the server exits,
+    and those of servers that died without removing theirs (killed) are removed here."""
+    for stale in config.state_dir.glob("metrics-*"):
+        pid = stale.name.removeprefix("metrics-")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     path = config.state_dir / f"metrics-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    master = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == master:  # forked workers inherit this handler: only the master removes the directory
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def listen_refusal(listen: str) -> str | None:
+    """Why nothing can listen on ``listen`` right now (checked before an engine starts, so that every engine
+    says the same one line instead of its own retries or backtrace), or None."""
+    if listen.startswith("unix:"):
+        return None
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the engines do: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, int(port)))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"cannot listen on {listen}: port {port} is already in use (another tokenguard, or `make "
+                        "run`?); stop what uses it, or choose another address with --listen HOST:PORT "
+                        "(server.listen)")
+            return f"cannot listen on {listen}: {exc.strerror or exc}; choose another with --listen HOST:PORT"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     problem = refusal(config, workers, args.dev)
     if problem:
         print(f"tokenguard: {config.source}: replay.store: {problem}", file=sys.stderr)
+        return 2
+    busy = listen_refusal(listen)
+    if busy:
+        print(f"tokenguard: {busy}", file=sys.stderr)
         return 2
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if args.dev:

@@ -70,6 +70,7 @@ class ServerSettings:
     state_dir: str = ""
     log_level: str = "info"
     log_decisions: bool = True
+    log_explain: bool = False
     max_header_bytes: int = forwarded.DEFAULT_MAX_HEADER_BYTES
     max_header_fields: int = forwarded.DEFAULT_MAX_HEADER_FIELDS
 

@@ -35,6 +35,9 @@ from tokenguard.web.service import AuthService
 Clock = Callable[[], float]
 
 
+NONCE_SECRET_FILE = "nonce.secret"  # under the state directory, when no secret is configured
+
+
 def nonce_secret(config: Config) -> bytes:
     """The nonce secret: configured, or generated once per host under the state directory."""
     secret = read_secret(config.dpop.nonce_secret, config.dpop.nonce_secret_file, config.source,
@@ -42,7 +45,7 @@ def nonce_secret(config: Config) -> bytes:
     if secret:
         return secret.encode()
     # Workers start concurrently: the file is created atomically once and every process reads it.
-    return read_or_create(config.state_dir / "nonce.secret", lambda: secrets.token_urlsafe(32).encode()).strip()
+    return read_or_create(config.state_dir / NONCE_SECRET_FILE, lambda: secrets.token_urlsafe(32).encode()).strip()
 
 
 def core_bindings(dpop: DpopVerifier) -> Bindings:
@@ -114,4 +117,4 @@ def build_service(config: Config, verifier: Verifier | None = None, **verifier_o
         verifier_options.setdefault("on_jwks_fetch", metrics.on_jwks_fetch)
         verifier = build_verifier(config, **verifier_options)  # type: ignore[arg-type]
     return AuthService(verifier, build_adapters(config), build_responder(config),
-                       log_decisions=config.server.log_decisions)
+                       log_decisions=config.server.log_decisions, log_explain=config.server.log_explain)

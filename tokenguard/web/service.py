@@ -14,6 +14,7 @@ from typing import Any
 
 from tokenguard.core.decision import Decision, Outcome, refused, unavailable
 from tokenguard.core.errors import OAuthError
+from tokenguard.core.trace import Trace
 from tokenguard.core.verifier import Verifier
 from tokenguard.web import metrics
 from tokenguard.web.adapters import Adapters, Incoming
@@ -25,18 +26,22 @@ class AuthService:
     """Answers auth sub-requests: the registered adapters, the verifier and the responder, wired once."""
 
     def __init__(self, verifier: Verifier, adapters: Adapters, responder: Responder, *,
-                 log_decisions: bool = True) -> None:
+                 log_decisions: bool = True, log_explain: bool = False) -> None:
         self.verifier = verifier
         self.adapters = adapters
         self.responder = responder
         self.log_decisions = log_decisions
+        self.log_explain = log_explain  # every check of a denied request in its log line (costs a trace each)
         self._counters: dict[tuple[str, str], Any] = {}
 
     def handles(self, path: str) -> bool:
         return self.adapters.for_path(path) is not None
 
-    def handle(self, incoming: Incoming) -> Answer:
+    def handle(self, incoming: Incoming, trace: Trace | None = None) -> Answer:
+        """Answer one sub-request; ``trace`` (``explain``) collects every check, else ``log_explain`` may."""
         started = time.perf_counter()
+        if trace is None and self.log_explain:
+            trace = Trace()
         adapter = self.adapters.for_path(incoming.path)
         decision: Decision
         if adapter is None:
@@ -45,17 +50,20 @@ class AuthService:
             try:
                 request = adapter.read(incoming)
             except OAuthError as exc:  # a framing the adapter refuses: a specific invalid_request
+                if trace is not None:
+                    trace.add("original request", "RFC 9110 §7.1, the proxy's forwarded headers", False,
+                              "a valid method, scheme, host, port and request target", exc.description)
                 decision = refused(exc)
             except Exception as exc:  # an adapter bug must not become a traceback or an allow
                 event("internal_error", logging.ERROR, error=type(exc).__name__, where="adapter")
                 decision = unavailable("internal_error", f"{type(exc).__name__} in the adapter")
             else:
-                decision = self.verifier.decide(request)
+                decision = self.verifier.decide(request, trace)
         answer = self.responder.render(decision)
-        self._record(answer, time.perf_counter() - started)
+        self._record(answer, time.perf_counter() - started, trace if self.log_explain else None)
         return answer
 
-    def _record(self, answer: Answer, elapsed: float) -> None:
+    def _record(self, answer: Answer, elapsed: float, trace: Trace | None = None) -> None:
         decision = answer.decision
         result = decision.outcome.value
         counter = self._counters.get((result, decision.reason))
@@ -66,10 +74,12 @@ class AuthService:
         metrics.LATENCY.observe(elapsed)
         if decision.reason == "replay_store_unavailable":
             metrics.REPLAY_ERRORS.inc()
-        if self.log_decisions or decision.outcome is Outcome.UNAVAILABLE:
-            # Never the token, the proof, the certificate or the query string: only the decision.
+        explain = trace is not None and not decision.allow
+        if self.log_decisions or explain or decision.outcome is Outcome.UNAVAILABLE:
+            # Never the token, the proof, the certificate or the query string: only the decision (and with
+            # log_explain the checks: compared values sanitised and truncated, never key material).
             access, route, target = decision.access, decision.route, decision.target
-            decisions_log.info(json.dumps({
+            line: dict[str, Any] = {
                 "event": "decision", "result": result, "status": answer.status, "reason": decision.reason,
                 "route": route.name if route is not None else None,
                 "subject": access.subject if access is not None else None,
@@ -78,4 +88,7 @@ class AuthService:
                 "method": decision.method, "host": target.host if target is not None else None,
                 "path": target.path[:200] if target is not None else None,
                 "detail": decision.detail if not decision.allow else None,
-                "latency_ms": round(elapsed * 1000, 3)}, separators=(",", ":")))
+                "latency_ms": round(elapsed * 1000, 3)}
+            if explain and trace is not None:
+                line["explain"] = trace.for_log()
+            decisions_log.info(json.dumps(line, separators=(",", ":")))

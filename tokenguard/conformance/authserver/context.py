@@ -184,7 +184,7 @@ class AsContext:
         return res
 
     def fetch_nonce(self) -> str | None:
-        """An AS-issued nonce (spec NONCE-RS-04); None if the AS issues none."""
+        """An AS-issued nonce (NONCE-RS-04, docs/conformance-cases.md); None if the AS issues none."""
         try:
             c = self.clients.get("confidential") or self.clients.get("dpop-required")
             if c is None:

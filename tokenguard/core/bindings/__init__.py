@@ -9,6 +9,7 @@ understand, or one that binds two ways, fails closed. A new binding is one modul
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,6 +20,7 @@ from tokenguard.core.errors import InvalidToken
 if TYPE_CHECKING:
     from tokenguard.core.policy import Route
     from tokenguard.core.request import AuthRequest
+    from tokenguard.core.trace import Trace
 
 __all__ = ["Binding", "BindingMethod", "Bindings", "Confirmation", "Scheme"]
 
@@ -42,8 +44,8 @@ class BindingMethod(Protocol):
         ...
 
     def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
-                thumbprint: str | None) -> Confirmation:
-        """Prove the caller holds the key ``thumbprint`` names, or raise the RFC error."""
+                thumbprint: str | None, trace: Trace | None = None) -> Confirmation:
+        """Prove the caller holds the key ``thumbprint`` names, or raise the RFC error; report to ``trace``."""
         ...
 
 
@@ -77,3 +79,16 @@ class Bindings:
         if not isinstance(value, str) or not value:
             raise InvalidToken("token_bad_cnf", "Access token confirmation claim is malformed")
         return self.by_member[member], value
+
+    def traced_for_cnf(self, cnf: Any, trace: Trace) -> tuple[BindingMethod, str | None]:
+        """:meth:`for_cnf`, reporting its verdict on ``cnf`` to ``trace``."""
+        expected = f"absent (bearer), or exactly one of {', '.join(sorted(self.by_member))}, a string"
+        got = "absent: an unbound (bearer) token" if cnf is None else cnf
+        try:
+            method, thumbprint = self.for_cnf(cnf)
+        except InvalidToken:
+            trace.add("cnf", "RFC 7800 §3.1", False, expected, got)
+            raise
+        trace.add("cnf", "RFC 7800 §3.1", True, expected, got if cnf is None else f"{json.dumps(cnf)}: "
+                  f"{method.binding.value}-bound")
+        return method, thumbprint

@@ -13,6 +13,7 @@ from tokenguard.core.policy import ReplayMode
 if TYPE_CHECKING:
     from tokenguard.core.policy import Route
     from tokenguard.core.request import AuthRequest
+    from tokenguard.core.trace import Trace
 
 
 class DpopBinding:
@@ -23,16 +24,31 @@ class DpopBinding:
         self.verifier = verifier
 
     def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
-                thumbprint: str | None) -> Confirmation:
+                thumbprint: str | None, trace: Trace | None = None) -> Confirmation:
+        if trace is not None:
+            trace.add("scheme", "RFC 9449 §7.1", scheme is Scheme.DPOP, "Authorization: DPoP (the token is DPoP-bound)",
+                      f"Authorization: {scheme.value}")
         if scheme is not Scheme.DPOP:  # RFC 9449 §7.2: a DPoP-bound token sent as a bearer token
             raise InvalidToken("dpop_token_as_bearer", "DPoP-bound access token sent with the Bearer scheme")
-        if not route.binding.accepts(self.binding):
+        ok = route.binding.accepts(self.binding)
+        if trace is not None:
+            trace.add("route binding", f"[[route]] {route.name} binding", ok, f"{route.binding.value} accepts dpop",
+                      "a DPoP-bound token")
+        if not ok:
             raise InvalidToken("binding_not_allowed", "This resource requires a certificate-bound token")
+        if trace is not None:
+            trace.add("DPoP proof present", "RFC 9449 §7.1", bool(request.dpop), "a DPoP header",
+                      f"{len(request.dpop)} DPoP header(s)")
         if not request.dpop:  # §7.1: the DPoP scheme requires a proof
             raise InvalidRequest("dpop_proof_missing", "DPoP proof is missing")
         proof = self.verifier.verify(request.dpop, htm=request.method, htu=request.target.htu, access_token=token,
-                                     require_nonce=route.dpop_nonce, consume=route.replay is ReplayMode.CONSUME)
-        if proof.jkt != thumbprint:  # §4.3 (12), Fig 16
+                                     require_nonce=route.dpop_nonce, consume=route.replay is ReplayMode.CONSUME,
+                                     trace=trace)
+        ok = proof.jkt == thumbprint
+        if trace is not None:
+            trace.add("cnf.jkt", "RFC 9449 §6.1, §7.1", ok, f"{thumbprint} (the token's cnf.jkt)",
+                      f"{proof.jkt} (the proof key's thumbprint)")
+        if not ok:  # §4.3 (12), Fig 16
             raise InvalidToken("dpop_key_mismatch", "Invalid DPoP key binding")
         nonces = self.verifier.nonces
         if route.dpop_nonce and nonces is not None:

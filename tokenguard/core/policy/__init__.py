@@ -10,12 +10,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenguard.core.bindings.base import Binding, Scheme
 from tokenguard.core.cache import BoundedCache
 from tokenguard.core.errors import AccessDenied, InsufficientScope
 from tokenguard.core.policy.claims import MISSING, ClaimRule, claim_at
+
+if TYPE_CHECKING:
+    from tokenguard.core.trace import Trace
 
 __all__ = ["MISSING", "ClaimRule", "Policy", "ReplayMode", "Route", "RouteBinding", "claim_at"]
 
@@ -80,15 +83,27 @@ class Route:
             return False
         return fnmatchcase(path, self.path)
 
-    def authorize(self, scopes: Sequence[str], claims: Mapping[str, Any]) -> None:
+    def authorize(self, scopes: Sequence[str], claims: Mapping[str, Any], trace: Trace | None = None) -> None:
         """RFC 6750 §3.1: missing scopes are ``insufficient_scope`` (403) naming what is needed."""
         granted = set(scopes)
         missing = [s for s in self.scopes if s not in granted]
-        if missing or (self.any_scopes and not granted.intersection(self.any_scopes)):
+        no_any = bool(self.any_scopes) and not granted.intersection(self.any_scopes)
+        if trace is not None:
+            where = f"RFC 6750 §3.1, [[route]] {self.name}"
+            wanted = f"all of {' '.join(self.scopes)}" if self.scopes else "none required"
+            trace.add("scopes", where, not missing, wanted, " ".join(scopes) or "(none)")
+            if self.any_scopes:
+                trace.add("any_scopes", where, not no_any, f"one of {' '.join(self.any_scopes)}", " ".join(scopes))
+        if missing or no_any:
             needed = " ".join(self.scopes) if missing else " ".join(self.any_scopes)
             raise InsufficientScope("insufficient_scope", "The access token lacks a required scope", needed)
         for rule in self.claims:
-            if not rule.holds(claims):
+            holds = rule.holds(claims)
+            if trace is not None:
+                value = claim_at(claims, rule.path)
+                trace.add(f"claim {rule.path}", f"[[route]] {self.name} claims", holds, rule.wanted(),
+                          "(absent)" if value is MISSING else value)
+            if not holds:
                 raise AccessDenied("claim_mismatch", f"Route policy refused the token: {rule.describe()}")
 
 

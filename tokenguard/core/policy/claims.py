@@ -7,6 +7,7 @@ whether a claim holds. A new operator is one :class:`ClaimOperator` registered w
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -119,3 +120,8 @@ class ClaimRule:
 
     def describe(self) -> str:
         return f"claim {self.path} {self.operator.name}"
+
+    def wanted(self) -> str:
+        """The condition with its value, for ``explain``: ``contains "api-user"``."""
+        value = self.expected.pattern if isinstance(self.expected, re.Pattern) else self.expected
+        return f"{self.operator.name} {json.dumps(value, default=str)}"

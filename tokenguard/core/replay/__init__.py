@@ -1,6 +1,7 @@
 """DPoP ``jti`` replay stores (RFC 9449 §11.1) behind one small interface, looked up by URL scheme.
 
-``first_use(key, ttl)`` atomically records a key and says whether it was new. The stores:
+``first_use(key, ttl)`` atomically records a key and says whether it was new; ``seen(key)`` only asks
+(``tokenguard explain`` reads the store, never writes it). The stores:
 
 * ``memory`` (:mod:`.memory`): one process only (tests, ``--dev``); bounded, expiring.
 * ``embedded`` / ``sqlite:///PATH`` (:mod:`.sqlite`, default): SQLite in WAL mode under the state
@@ -29,6 +30,10 @@ __all__ = ["ReplayStore", "ReplayStoreUnavailable", "open_replay_store", "regist
 class ReplayStore(Protocol):
     def first_use(self, key: str, ttl: float) -> bool:
         """Record ``key`` for ``ttl`` seconds; True if it was not already recorded."""
+        ...
+
+    def seen(self, key: str) -> bool:
+        """Whether ``key`` is recorded and unexpired, recording nothing (read-only)."""
         ...
 
     def ping(self) -> None:

@@ -39,6 +39,11 @@ class MemoryReplayStore:
             entries.move_to_end(key)
             return True
 
+    def seen(self, key: str) -> bool:
+        with self._lock:
+            expires = self._entries.get(key)
+        return expires is not None and expires > self._clock()
+
     def ping(self) -> None:
         return None
 

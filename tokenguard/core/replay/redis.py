@@ -37,6 +37,12 @@ class RedisReplayStore:
         except self._errors as exc:
             raise ReplayStoreUnavailable(f"redis replay store: {type(exc).__name__}") from exc
 
+    def seen(self, key: str) -> bool:
+        try:
+            return bool(self._client.exists(self._prefix + key))
+        except self._errors as exc:
+            raise ReplayStoreUnavailable(f"redis replay store: {type(exc).__name__}") from exc
+
     def ping(self) -> None:
         try:
             self._client.ping()

@@ -88,6 +88,14 @@ class SqliteReplayStore:
         except sqlite3.Error as exc:
             raise ReplayStoreUnavailable(f"embedded replay store: {type(exc).__name__}") from exc
 
+    def seen(self, key: str) -> bool:
+        try:
+            row = self._connection().execute("SELECT 1 FROM replay WHERE key = ? AND expires > ?",
+                                              (key, self._clock())).fetchone()
+        except sqlite3.Error as exc:
+            raise ReplayStoreUnavailable(f"embedded replay store: {type(exc).__name__}") from exc
+        return row is not None
+
     def ping(self) -> None:
         try:
             self._connection().execute("SELECT 1 FROM replay LIMIT 1").fetchall()

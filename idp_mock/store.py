@@ -16,7 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tokenguard.core.replay.sqlite import wal_connection
+
+def wal_connection(local: threading.local, path: str | os.PathLike[str],
+                   synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """This thread's connection to a WAL-mode SQLite file, reopened after a fork (never shared)."""
+    conn: sqlite3.Connection | None = getattr(local, "conn", None)
+    if conn is None or getattr(local, "pid", None) != os.getpid():
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        local.conn, local.pid = conn, os.getpid()
+    return conn
 
 
 def credential_key(value: str) -> str:

@@ -302,6 +302,9 @@ class Demo:
         config.write_text(TOKENGUARD_TOML.format(state=self.run / "tokenguard", audience=audience,
                                                  issuer=metadata["issuer"], verifier=self.ports.verifier))
         print(f"    config: {config}")
+        if not (self.run / "tokenguard" / "replay").exists():
+            print("    a new replay store refuses DPoP proofs for its first ~15 s (README, \"Replay store\"); "
+                  "waiting for /readyz")
         log = self.start("tokenguard", [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)])
         wait_http(f"{self.verifier_url}/readyz", "tokenguard", log)
         proxy = False

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -63,3 +65,30 @@ def self_signed_cert(key: ec.EllipticCurvePrivateKey | None = None, cn: str = "c
             .serial_number(serial if serial is not None else x509.random_serial_number())
             .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days))
             .sign(key, hashes.SHA256()))
+
+
+def settle_replay_store(state_dir: Path | None = None, *, config: Path | None = None,
+                        env: Mapping[str, str] | None = None) -> None:
+    """Give a new deployment's replay store an epoch an hour old, as one that has been running would have.
+
+    A store that starts empty refuses every DPoP proof issued before its epoch + ``iat_future`` (README,
+    "Replay store"), so a freshly started service refuses fresh proofs for ~15 s. Tests about other things
+    settle the store first instead of waiting; ``tests/integration/test_replay_faults.py`` tests that guard.
+    With ``config`` (and the ``TOKENGUARD_*`` overrides in ``env``) the store is opened exactly as that
+    tokenguard config opens it (same layout); with ``state_dir`` the embedded store is opened with the
+    defaults, as idp_mock opens it."""
+    from tokenguard.core.replay import open_replay_store
+
+    past = time.time() - 3600
+    if config is not None:
+        from tokenguard.settings import load_config
+        from tokenguard.settings.replay import replay_store
+
+        loaded = load_config(str(config), env={**os.environ, **(env or {})})
+        if loaded.replay.store == "memory":
+            return
+        store = replay_store(loaded, clock=lambda: past)
+    else:
+        assert state_dir is not None
+        store = open_replay_store("embedded", state_dir, clock=lambda: past)
+    store.close()

@@ -184,6 +184,7 @@ class LmdbStore:
 
 class RedisStore:
     shared = True
+    PREFIX = "jti:"
 
     def __init__(self, spec):
         import redis
@@ -195,12 +196,12 @@ class RedisStore:
         self.r.ping()
 
     def first_use(self, key, ttl, now):
-        return bool(self.r.set("jti:" + key, b"1", nx=True, ex=ttl))
+        return bool(self.r.set(self.PREFIX + key, b"1", nx=True, ex=ttl))
 
     def prefill(self, keys, exp):
         p = self.r.pipeline(transaction=False)
         for i, k in enumerate(keys):
-            p.set("jti:" + k, b"1", ex=TTL)
+            p.set(self.PREFIX + k, b"1", ex=TTL)
             if i % 5000 == 4999:
                 p.execute()
         p.execute()
@@ -212,7 +213,47 @@ class RedisStore:
         self.r.close()
 
 
-KINDS = {"dict": DictStore, "sqlite": SqliteStore, "lmdb": LmdbStore, "redis": RedisStore}
+class TokenguardEmbedded:
+    """The shipped ``embedded`` store (LMDB, bucket ring, exact cap, epoch and identity checks)."""
+
+    shared = True
+
+    def __init__(self, spec):
+        from tokenguard.core.replay.embedded import EmbeddedReplayStore
+
+        self.s = EmbeddedReplayStore(spec["path"], max_entries=1_000_000)
+
+    def first_use(self, key, ttl, now):
+        return self.s.first_use(key, ttl)
+
+    def prefill(self, keys, exp):
+        for k in keys:
+            self.s.first_use(k, TTL)
+
+    def purge(self, now):
+        pass  # expiry is a bucket drop inside first_use (measured by tests/core/test_replay.py, not here)
+
+    def close(self):
+        self.s.close()
+
+
+class TokenguardRedis(RedisStore):
+    """The shipped Redis store: one EVALSHA (SET NX PX + the epoch beside it) per call."""
+
+    PREFIX = "tokenguard:{0}:jti:"
+
+    def __init__(self, spec):
+        from tokenguard.core.replay.redis import RedisReplayStore
+
+        self.s = RedisReplayStore(f"redis://127.0.0.1:{spec['port']}/0")
+        self.r = self.s._client
+
+    def first_use(self, key, ttl, now):
+        return self.s.first_use(key, ttl)
+
+
+KINDS = {"dict": DictStore, "sqlite": SqliteStore, "lmdb": LmdbStore, "redis": RedisStore,
+         "tokenguard-embedded": TokenguardEmbedded, "tokenguard-redis": TokenguardRedis}
 
 
 # ---------------------------------------------------------------------------- workers
@@ -395,11 +436,13 @@ def main():
                             {"path": os.path.join(d, f"s-{sync}.db"), "sync": sync}))
         configs.append((f"lmdb-sync@{label}", "lmdb", {"path": os.path.join(d, "l-sync"), "sync": True}))
         configs.append((f"lmdb-nosync@{label}", "lmdb", {"path": os.path.join(d, "l-nosync"), "sync": False}))
+        configs.append((f"tokenguard-embedded@{label}", "tokenguard-embedded", {"path": os.path.join(d, "tg")}))
     rs = start_redis(base)
     if rs:
         _, port, sock = rs
         configs.append(("redis-tcp", "redis", {"port": port}))
         configs.append(("redis-unix", "redis", {"unix": sock}))
+        configs.append(("tokenguard-redis", "tokenguard-redis", {"port": port}))
     else:
         print("# redis-server not found: skipping redis rows", file=sys.stderr)
     if args.only:
@@ -417,7 +460,7 @@ def main():
         for name, kind, spec in configs:
             now = time.time()
             st = KINDS[kind](spec)
-            if kind == "redis":
+            if kind in ("redis", "tokenguard-redis"):
                 st.r.flushall()
             st.prefill(gen_keys(args.prefill, 1), now + TTL)
             # --- single process (in this process: fork not needed)
@@ -456,7 +499,7 @@ def main():
                 r.update(p50_2=float("nan"), p99_2=float("nan"), ops2=float("nan"), race="n/a", dup="n/a")
             # --- purge: everything inserted so far is expired one TTL later
             st = KINDS[kind](spec) if st.shared else st
-            if kind in ("redis",):
+            if kind in ("redis", "tokenguard-redis", "tokenguard-embedded"):
                 r["purge"] = float("nan")
             else:
                 # refill with prefill keys that expire "now" and purge them

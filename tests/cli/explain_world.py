@@ -111,7 +111,7 @@ introspection_client_secret = "rs1-secret"
 nonce_secret = "{nonce}"
 
 [replay]
-store = "sqlite:///{state}/replay.sqlite3"
+store = "embedded"
 
 [[route]]
 name = "dpop"

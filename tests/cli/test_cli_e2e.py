@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import settle_replay_store
 
 from .independent import ath, verify_proof
 
@@ -90,6 +91,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = tmp / "tokenguard.toml"
     config.write_text(TOKENGUARD_TOML.format(port=tg_port, audience=AUDIENCE, issuer=issuer))
     processes: list[subprocess.Popen[bytes]] = []
+    settle_replay_store(tmp / "idp-state")  # not about the reset guard (test_replay_faults is)
     try:
         for name, argv, ready in (
             ("idp", ["-m", "idp_mock", "serve", "--port", str(idp_port), "--issuer", issuer,

@@ -20,7 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from support import free_port
+from support import free_port, settle_replay_store
+
+from tokenguard.core.replay import open_replay_store
 
 from .conftest import Result, Run
 from .explain_world import AUD, CONFIG, DROP, NONCE_SECRET, Issuer, World, b64u_json, jkt, make_certificates, running
@@ -30,6 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 UNREACHABLE = {
     "bad_request_url": "only Target.parse of a configured public_url raises it, and the config loader validates "
                        "those URLs first",
+    "replay_store_full": "explain never records a jti (seen() is read-only), so it cannot find the store full; "
+                         "tests/integration/test_replay_faults.py fills one",
 }
 
 
@@ -203,6 +207,8 @@ def _cases(world: World) -> dict[str, Callable[[], Case]]:
                                            got=jkt(world.k2)),
         "replay_store_unavailable": lambda: _case("able to decide", _dpop(world), config="dead_replay",
                                                   got="redis replay store"),
+        "replay_store_reset": lambda: _case("issued after the replay store's reset", _dpop(world),
+                                            config="fresh_replay", expected="the store's memory began"),
         "mtls_token_as_dpop": lambda: _case("scheme", _dpop(world, "/mtls/x", token=world.mtls_token()),
                                             url=f"{AUD}/mtls/x", expected="Bearer", got="DPoP"),
         "cert_missing": lambda: Case("client certificate", url=f"{AUD}/mtls/x",
@@ -229,6 +235,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         config = tmp / "tokenguard.toml"
         text = CONFIG.format(state=tmp / "state", aud=AUD, issuer=issuer.url, nonce=NONCE_SECRET)
         config.write_text(text)
+        settle_replay_store(config=config)  # not about the reset guard (tests/core/test_replay_epoch.py is)
         cert1, cert2, files = make_certificates(tmp)
         world = World(issuer, config, cert1=cert1, cert2=cert2, cert_files=files)
         dead = free_port()
@@ -238,8 +245,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         (tmp / "dead_introspection.toml").write_text(text.replace(
             'introspection_client_id = "rs1"',
             f'introspection_client_id = "rs1"\nintrospection_endpoint = "http://127.0.0.1:{dead}/introspect"'))
-        (tmp / "dead_replay.toml").write_text(text.replace(f'"sqlite:///{tmp}/state/replay.sqlite3"',
-                                                           f'"redis://127.0.0.1:{dead}/0"'))
+        (tmp / "dead_replay.toml").write_text(text.replace('store = "embedded"',
+                                                           f'store = "redis://127.0.0.1:{dead}/0"'))
+        # A store whose memory began just now (its epoch an hour ahead, so that it stays "just now"):
+        fresh = tmp / "fresh-state"
+        (tmp / "fresh_replay.toml").write_text(text.replace(f'state_dir = "{tmp / "state"}"',
+                                                            f'state_dir = "{fresh}"'))
+        open_replay_store("embedded", fresh, clock=lambda: time.time() + 3600).close()
         yield world
 
 

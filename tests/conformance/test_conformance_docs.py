@@ -105,6 +105,7 @@ def _make_run(m: Machine, line: str) -> None:
                                upstream=harness.free_port(), idp_listen=harness.free_port(), idp=harness.free_port())
     (m.tmp / "idp.toml").write_text(f'mtls_base = "https://localhost:{ports.idp_listen}"\n')
     issuer = f"http://127.0.0.1:{ports.idp}"
+    harness.settle_replay_store(m.tmp / "idp")  # not about the reset guard (test_replay_faults is)
     m.started(harness.start_process(
         [sys.executable, "-m", "idp_mock", "serve", "--config", str(m.tmp / "idp.toml"), "--port", str(ports.idp),
          "--issuer", issuer, "--state-dir", str(m.tmp / "idp")],

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import settle_replay_store
 
 from tokenguard.conformance.runner import main
 
@@ -60,6 +61,7 @@ def test_suite_against_tokenguard_configured_by_init(serve: Callable[[Any], str]
     issuer = f"http://127.0.0.1:{free_port()}"
     path = init_config(tmp_path, capsys, "--issuer", issuer)
     config = load_config(path, env={"TOKENGUARD_SERVER_STATE_DIR": str(tmp_path / "state")})
+    settle_replay_store(config.state_dir)  # not about the reset guard (tests/core/test_replay_epoch.py is)
     base = serve(create_app(build_service(config)))
     results = run_suite("--verifier", f"{base}/auth", "--issuer", issuer, "--nonce-resource", "https://api.test/nonce")
     failures = [(r.id, r.level, r.got, r.reason) for r in results if r.outcome == "fail"]

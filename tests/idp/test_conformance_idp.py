@@ -34,6 +34,7 @@ def start_idp(tmp: Path, *, port: int, mtls_port: int, nonce: bool, issuer: str)
     config = tmp / "idp.toml"
     config.write_text(f"mtls_base = {json.dumps(f'https://localhost:{mtls_port}')}\n"
                       f"dpop_nonce = {'true' if nonce else 'false'}\n")
+    harness.settle_replay_store(tmp / "state")  # not about the reset guard (test_replay_faults is)
     return harness.start_process(
         [sys.executable, "-m", "idp_mock", "serve", "--config", str(config), "--port", str(port),
          "--issuer", issuer, "--state-dir", str(tmp / "state")],

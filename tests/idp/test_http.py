@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from support import free_port
+from support import free_port, settle_replay_store
 
 from tokenguard.core.dpop import create_proof
 from tokenguard.core.jwk import thumbprint
@@ -34,6 +34,7 @@ class Served:
 def _start(tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], Served]:
     port = free_port()
     state = tmp / "state"
+    settle_replay_store(state)  # not about the reset guard (tests/integration/test_replay_faults.py is)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("IDP_MOCK_ISSUER", None)
     with open(tmp / f"idp-{port}.log", "wb") as log:  # a file, not a pipe nobody drains

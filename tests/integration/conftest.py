@@ -59,7 +59,7 @@ def redis_server(tmp_path: Path) -> Iterator[harness.ManagedProcess]:
 
 @pytest.fixture
 def start_tokenguard(tmp_path: Path) -> Iterator[StartTokenguard]:
-    """Factory: start_tokenguard(config_path, port, workers=2, env=None) -> ManagedProcess.
+    """Factory: start_tokenguard(config_path, port, workers=2, env=None, settle=True) -> ManagedProcess.
 
     Runs `python -m tokenguard serve --config FILE --workers N`, waits for /healthz and raises with
     the service's own output if it exits or never gets ready. All started services stop at teardown.
@@ -73,8 +73,10 @@ def start_tokenguard(tmp_path: Path) -> Iterator[StartTokenguard]:
         workers: int = 2,
         env: dict[str, str] | None = None,
         timeout: float = harness.READY_TIMEOUT,
+        settle: bool = True,
     ) -> harness.ManagedProcess:
-        proc = harness.start_tokenguard(config, port, tmp_path / "logs", workers=workers, env=env, timeout=timeout)
+        proc = harness.start_tokenguard(config, port, tmp_path / "logs", workers=workers, env=env, timeout=timeout,
+                                        settle=settle)
         started.append(proc)
         return proc
 

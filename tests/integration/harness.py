@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
-from support import free_port, port_open  # noqa: F401 - re-exported for the integration tests
+from support import free_port, port_open, settle_replay_store  # noqa: F401 - re-exported for the integration tests
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -644,8 +644,14 @@ def start_tokenguard(
     workers: int = 2,
     env: Mapping[str, str] | None = None,
     timeout: float = READY_TIMEOUT,
+    settle: bool = True,
 ) -> ManagedProcess:
-    """Start the verifier service; `port` must be the one the config's [server] listen names."""
+    """Start the verifier service; `port` must be the one the config's [server] listen names.
+
+    With `settle` its replay store is given an old epoch first (`support.settle_replay_store`), so DPoP
+    proofs are accepted at once rather than after a new store's reset guard."""
+    if settle:
+        settle_replay_store(config=config, env=env)
     return start_process(
         tokenguard_command(config, workers),
         name=f"tokenguard-{port}",

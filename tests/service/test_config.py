@@ -34,6 +34,10 @@ def test_defaults_are_safe() -> None:
     ("[dpop]\nalgs = [\"HS256\"]\n", "dpop.algs", "not an asymmetric"),
     ("[dpop]\nalgs = [\"none\"]\n", "dpop.algs", "not an asymmetric"),
     ("[replay]\nstore = \"mongodb://x\"\n", "replay.store", "must be memory"),
+    ("[replay]\nstore = \"sqlite:///tmp/x.db\"\n", "replay.store", "must be memory"),  # gone with issue 10
+    ("[replay]\nmax_entries = 0\n", "replay.max_entries", "must be from 1"),
+    ("[replay]\nwait_replicas = 1\n", "replay.wait_replicas", "Redis store only"),
+    ("[replay]\nallow_eviction = true\n", "replay.allow_eviction", "Redis store only"),
     ("[mtls]\ncert_format = \"der\"\n", "mtls.cert_format", "must be one of"),
     ("[[issuer]]\nissuer = \"https://as.test\"\n", "token.audience", "required"),
     ("[[route]]\nbinding = \"maybe\"\n", "route[0].binding", "must be one of"),

@@ -34,11 +34,12 @@ from tokenguard.client.keys import read_text
 from tokenguard.core.errors import ReplayStoreUnavailable
 from tokenguard.core.jws import JWSError, parse_compact
 from tokenguard.core.metadata import FetchJson
-from tokenguard.core.replay import ReplayStore, open_replay_store, scheme_of
+from tokenguard.core.replay import PingByStatus, ReplayStore, StoreStatus, scheme_of
 from tokenguard.core.replay.memory import MemoryReplayStore
 from tokenguard.core.trace import Check, Trace
 from tokenguard.outbound import http_fetch_json
 from tokenguard.settings import Config, ConfigError, load_config
+from tokenguard.settings.replay import replay_store
 from tokenguard.settings.wiring import NONCE_SECRET_FILE, build_service
 from tokenguard.web.adapters import Incoming
 from tokenguard.web.responses import Answer
@@ -109,7 +110,7 @@ def sub_request(request: ClientRequest, config: Config, endpoint: bool) -> Incom
 # -- the service, read-only -------------------------------------------------------------------------------
 
 
-class _UnopenedStore:
+class _UnopenedStore(PingByStatus):
     """The replay store explain could not open: every question fails closed, as the service would."""
 
     def __init__(self, why: str) -> None:
@@ -121,8 +122,14 @@ class _UnopenedStore:
     def seen(self, key: str) -> bool:
         raise ReplayStoreUnavailable(self.why)
 
-    def ping(self) -> None:
-        raise ReplayStoreUnavailable(self.why)
+    def epoch_for(self, key: str) -> float:
+        return 0.0
+
+    def status(self) -> StoreStatus:
+        return StoreStatus("unopened", problem=ReplayStoreUnavailable(self.why))
+
+    def close(self) -> None:
+        return None
 
 
 def read_only_state(config: Config, notes: list[str]) -> tuple[Config, ReplayStore]:
@@ -152,7 +159,7 @@ def read_only_state(config: Config, notes: list[str]) -> tuple[Config, ReplaySto
         notes.append(f"no state directory {state} yet: no proof has been recorded on this host")
         return config, MemoryReplayStore()
     try:
-        return config, open_replay_store(spec, state)
+        return config, replay_store(config)  # the service's own layout: another one would be a new store
     except Exception as exc:  # any store's own error type: shown as the outage the service would have
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         return config, _UnopenedStore(f"explain cannot open replay store {scheme_of(spec)}: {reason}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
 
@@ -35,6 +37,8 @@ from tokenguard.core.nonce import NonceIssuer
 from tokenguard.core.replay import ReplayStore
 from tokenguard.core.trace import ABSENT, Trace
 from tokenguard.core.uri import URIError, normalize_target
+
+log = logging.getLogger("tokenguard.replay")
 
 #: RFC 9864 §2.2: the fully-specified ``Ed25519`` / ``Ed448`` beside the polymorphic ``EdDSA`` they replace
 #: (panva's ``dpop`` signs Ed25519 proofs with ``alg: "Ed25519"``).
@@ -61,6 +65,11 @@ class DpopProof:
     nonce: str | None
     claims: Mapping[str, Any] = field(repr=False)
     header: Mapping[str, Any] = field(repr=False)
+
+
+def _iso(seconds: float) -> str:
+    """UTC, to the millisecond: for log lines and error descriptions."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def ath_for(access_token: str) -> str:
@@ -98,6 +107,7 @@ class DpopVerifier:
         #: Header segment -> (alg, key, jkt, header) of proofs whose signature verified (§4.3 (4)-(7)).
         self._headers: BoundedCache[str, tuple[str, PublicKey, str, dict[str, Any]]] = BoundedCache(
             header_cache_size, HEADER_CACHE_BYTES)
+        self._logged_epoch = 0.0
 
     @property
     def replay_ttl(self) -> int:
@@ -106,6 +116,31 @@ class DpopVerifier:
         if self.nonces is not None:
             window = max(window, self.nonces.lifetime + self.iat_future)
         return window + 1
+
+    def reset_guard(self, epoch: float) -> float:
+        """Proofs issued before this were acceptable before a store reset at ``epoch``: a proof used at
+        ``t < epoch`` had ``iat <= t + iat_future`` (§4.3 (11)), so it may be in the memory that was lost."""
+        return epoch + self.iat_future
+
+    def _predates(self, iat: float, nonce_since: float | None, epoch: float) -> bool:
+        """Could this proof have been accepted before ``epoch``? Only if ``iat <= t + iat_future`` for some
+        ``t < epoch`` and, when a server nonce vouched for it, only after that nonce was first handed out
+        (RFC 9449 §4.3 (10)-(11))."""
+        return iat < self.reset_guard(epoch) and (nonce_since is None or nonce_since < epoch)
+
+    def _check_epoch(self, iat: float, nonce_since: float | None, epoch: float) -> None:
+        """The store's memory began at ``epoch`` (it started empty, was damaged, flushed or failed over):
+        refuse a proof that may have been used before, whose first use the store can no longer see."""
+        if not self._predates(iat, nonce_since, epoch):
+            return
+        guard = self.reset_guard(epoch)
+        if epoch > self._logged_epoch:
+            old, self._logged_epoch = self._logged_epoch, epoch
+            log.warning("replay store reset: epoch %s (was %s); refusing DPoP proofs issued before %s, which "
+                        "may have been used before the reset (replay_store_reset)", _iso(epoch),
+                        _iso(old) if old else "none", _iso(guard))
+        raise InvalidDpopProof("replay_store_reset", f"DPoP proof was issued before the replay store's reset at "
+                                                     f"{_iso(epoch)}; send a new proof after {_iso(guard)}")
 
     def _use_nonce(self, reason: str, description: str) -> UseDpopNonce:
         assert self.nonces is not None
@@ -262,19 +297,21 @@ class DpopVerifier:
                                    f"DPoP proof htu {proof_htu} does not match the request URL {htu}")
         # (10) nonce, when this server asks for one
         nonce = claims.get("nonce")
-        nonce_ok = False
+        nonce_since: float | None = None  # when the server began handing out this proof's nonce
         if require_nonce:
             if self.nonces is None:
                 raise ValueError("nonces required but no nonce issuer configured")
-            nonce_ok = nonce is not None and self.nonces.is_valid(nonce)
+            nonce_since = self.nonces.issued_since(nonce)
             if trace is not None:
-                trace.add("nonce", f"{S43} (10), §9", nonce_ok,
+                valid = nonce_since is not None
+                trace.add("nonce", f"{S43} (10), §9", valid,
                           f"a nonce this server issued in the last {self.nonces.lifetime} s",
-                          ABSENT if nonce is None else f"{nonce} ({'valid' if nonce_ok else 'invalid or expired'})")
+                          ABSENT if nonce is None else f"{nonce} ({'valid' if valid else 'invalid or expired'})")
             if nonce is None:
                 raise self._use_nonce("dpop_nonce_missing", f"{self.server_name} requires nonce in DPoP proof")
-            if not nonce_ok:
+            if nonce_since is None:
                 raise self._use_nonce("dpop_nonce_invalid", "DPoP proof nonce is invalid or expired")
+        nonce_ok = nonce_since is not None
         # (11) creation time: iat window; a valid server nonce vouches for freshness on the past side
         iat = claims["iat"]
         now = self.clock()
@@ -333,6 +370,12 @@ class DpopVerifier:
                           "not seen before" if fresh else "already used")
             if not fresh:
                 raise InvalidDpopProof("dpop_replay", "DPoP proof has already been used")
+            epoch = self.replay.epoch_for(replay_key)
+            if trace is not None and self._predates(iat, nonce_since, epoch):  # shown only when it decides
+                trace.add("issued after the replay store's reset", "RFC 9449 §11.1", False,
+                          f"iat from {_iso(self.reset_guard(epoch))} (the store's memory began {_iso(epoch)})"
+                          + (", or a nonce handed out since" if nonce_since is not None else ""), iat)
+            self._check_epoch(iat, nonce_since, epoch)
         elif trace is not None:
             trace.add("jti not replayed", "RFC 9449 §11.1", True, "recorded by tokenguard",
                       "not checked: route replay = \"off\" (the upstream checks it)" if not consume

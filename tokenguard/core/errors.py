@@ -95,3 +95,14 @@ class ReplayStoreUnavailable(VerifierUnavailable):
 
     def __init__(self, description: str) -> None:
         super().__init__(self.reason_code, description)
+
+
+class ReplayStoreFull(ReplayStoreUnavailable):
+    """The replay store holds its cap of ``jti`` values: refusing is safe, evicting a live one is not."""
+
+    reason_code = "replay_store_full"
+
+
+class ReplayStoreUnsafe(ReplayStoreUnavailable):
+    """The replay store could drop live ``jti`` values (a Redis ``maxmemory-policy`` other than
+    ``noeviction``): refused at start-up, and failed closed if it turns up while running."""

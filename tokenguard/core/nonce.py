@@ -47,8 +47,15 @@ class NonceIssuer:
         return self._for_step(int(self._clock() // self.step))
 
     def is_valid(self, nonce: object) -> bool:
+        return self.issued_since(nonce) is not None
+
+    def issued_since(self, nonce: object) -> float | None:
+        """When a valid nonce began to be handed out (the start of its step), else None: a proof that
+        carries it cannot have been made earlier (the replay store's epoch rule uses this)."""
         if not isinstance(nonce, str) or len(nonce) != 43:
-            return False
+            return None
         current = int(self._clock() // self.step)
-        return any(hmac.compare_digest(nonce, self._for_step(current - back))
-                   for back in range(self.accept_steps + 1))
+        for back in range(self.accept_steps + 1):
+            if hmac.compare_digest(nonce, self._for_step(current - back)):
+                return float((current - back) * self.step)
+        return None

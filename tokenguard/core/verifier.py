@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
+import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,18 +23,20 @@ from tokenguard.core.access_token import AccessTokenValidator
 from tokenguard.core.bindings import Bindings
 from tokenguard.core.bindings.base import Scheme
 from tokenguard.core.decision import Decision, Outcome
+from tokenguard.core.dpop import DEFAULT_IAT_FUTURE
 from tokenguard.core.errors import (
     AccessDenied,
     InvalidRequest,
     InvalidToken,
     OAuthError,
-    ReplayStoreUnavailable,
+    ReplayStoreFull,
     UseDpopNonce,
     VerifierUnavailable,
+    safe_text,
 )
 from tokenguard.core.nonce import NonceIssuer
 from tokenguard.core.policy import Policy, Route
-from tokenguard.core.replay import ReplayStore
+from tokenguard.core.replay import ReplayStore, StoreStatus
 from tokenguard.core.request import AuthRequest, Target
 from tokenguard.core.trace import Trace
 from tokenguard.core.uri import has_query_parameter
@@ -45,6 +52,19 @@ CREDENTIALS = "RFC 6750 §2.1, RFC 9449 §7.1"
 _FOLDED_CREDENTIALS = re.compile(r",\s*[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*\s+\S")
 _SCHEMES = {"bearer": Scheme.BEARER, "dpop": Scheme.DPOP}
 BOTH = (Scheme.BEARER, Scheme.DPOP)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayHealth:
+    """The replay store as ``/readyz`` and ``/metrics`` report it."""
+
+    state: str  # "ok", "reset", "full" or "unavailable"
+    detail: str  # "ok", or what is wrong in words
+    status: StoreStatus
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class _Denial(Exception):
@@ -68,12 +88,15 @@ class Verifier:
     """Decides one request. Token validation, bindings and policy are injected (see ``settings.wiring``)."""
 
     def __init__(self, tokens: AccessTokenValidator, bindings: Bindings, policy: Policy, *,
-                 replay: ReplayStore | None = None, nonces: NonceIssuer | None = None) -> None:
+                 replay: ReplayStore | None = None, nonces: NonceIssuer | None = None,
+                 reset_margin: float = DEFAULT_IAT_FUTURE, clock: Callable[[], float] = time.time) -> None:
         self.tokens = tokens
         self.bindings = bindings
         self.policy = policy
         self.replay = replay
         self.nonces = nonces
+        self.reset_margin = reset_margin  # the DPoP verifier's iat_future: how long a reset refuses proofs
+        self.clock = clock
 
     # -- the pipeline ----------------------------------------------------------------------------
     def decide(self, request: AuthRequest, trace: Trace | None = None) -> Decision:
@@ -204,14 +227,26 @@ class Verifier:
 
     # -- operations ------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, str]]:
-        """Ready when every issuer has signing keys (or an introspection endpoint) and the replay store answers."""
+        """Ready when every issuer has signing keys (or an introspection endpoint) and the replay store can
+        record proofs and is past a reset's guard (until then it refuses every fresh DPoP proof)."""
         checks = self.tokens.readiness()
-        ready = all(value == "ok" for value in checks.values())
-        if self.replay is not None:
-            try:
-                self.replay.ping()
-                checks["replay_store"] = "ok"
-            except ReplayStoreUnavailable as exc:
-                checks["replay_store"] = exc.description
-                ready = False
-        return ready, checks
+        health = self.replay_health()
+        if health is not None:
+            checks["replay_store"] = health.detail
+        return all(value == "ok" for value in checks.values()), checks
+
+    def replay_health(self) -> ReplayHealth | None:
+        """The replay store's state for ``/readyz`` and ``/metrics``: ok, reset (guard running), full, or
+        unavailable (unreachable, damaged, an eviction policy that can drop live keys)."""
+        if self.replay is None:
+            return None
+        status = self.replay.status()
+        if status.problem is not None:
+            state = "full" if isinstance(status.problem, ReplayStoreFull) else "unavailable"
+            return ReplayHealth(state, status.problem.description, status)
+        guard = status.epoch + self.reset_margin
+        if math.floor(self.clock()) < guard:  # proofs carry whole seconds: ready when one made now passes
+            return ReplayHealth("reset", safe_text(
+                f"{status.name} reset at {_iso(status.epoch)} ({status.reset or 'new'}): DPoP proofs issued "
+                f"before {_iso(guard)} are refused (replay_store_reset)", 300), status)
+        return ReplayHealth("ok", "ok", status)

@@ -2,8 +2,8 @@
 
 Engines are registered by name (``server.engine``) in :data:`ENGINES`; each keeps the request-integrity
 guarantees (header names exactly as sent, no process environment in requests, tokenguard's own size
-limits, no server-level trust of forwarded headers: docs/ARCHITECTURE.md). The replay
-store is shared by all workers (embedded SQLite by default), so ``--workers N`` is replay-safe; the
+limits, no server-level trust of forwarded headers: docs/ARCHITECTURE.md). The replay store is shared by
+all workers (the embedded LMDB store by default), so ``--workers N`` is replay-safe; the
 ``memory`` store is refused with more than one worker. SIGHUP reloads the config on every engine, and a
 bad new config is refused while the old one stays in force (:mod:`.reload`).
 """

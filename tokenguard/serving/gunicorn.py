@@ -37,6 +37,9 @@ def gunicorn_settings(listen: str, workers: int, threads: int) -> dict[str, Any]
         "header_map": "drop", "forwarded_allow_ips": "", "secure_scheme_headers": {}, "forwarder_headers": "",
         "http_parser": "python", "limit_request_line": 0, "limit_request_fields": FIELD_COUNT_LIMIT,
         "limit_request_field_size": FIELD_SIZE_LIMIT, "umask": 0o117,
+        # no second, unauthenticated control endpoint (gunicorn >= 25.1 opens $HOME/.gunicorn/gunicorn.ctl,
+        # shared by every gunicorn of the user): SIGHUP and SIGTERM are the interface
+        "control_socket_disable": True,
     }
 
 

@@ -26,7 +26,9 @@ def refusal(config: Config, workers: int, dev: bool = False) -> str | None:
         return (f"'memory' keeps DPoP jti values inside one process, so with {workers} workers a replayed "
                 "proof reaching another worker would be accepted; use 'embedded' (default, shared by all "
                 "workers on this host), a redis:// URL, or --workers 1")
-    return None
+    from tokenguard.settings.replay import replay_store_refusal  # opens a Redis connection: only when asked
+
+    return replay_store_refusal(config)
 
 
 def load_checked(path: str | None, workers: int) -> Config:

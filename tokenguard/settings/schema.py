@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenguard.core import access_token, dpop, introspection, jwks, nonce
+from tokenguard.core import access_token, dpop, introspection, jwks, nonce, replay
 from tokenguard.core.jwk import ASYMMETRIC_ALGS
 from tokenguard.core.policy import ReplayMode, RouteBinding
 from tokenguard.core.policy.claims import OPERATORS
-from tokenguard.core.replay import store_problem
+from tokenguard.core.replay import scheme_of, store_problem
 from tokenguard.web.adapters import forwarded
 from tokenguard.web.certs import FORMATS as CERT_FORMATS
 from tokenguard.web.logs import LEVELS
@@ -190,10 +190,22 @@ class DpopSettings:
 @dataclass(frozen=True)
 class ReplaySettings:
     store: str = "embedded"
+    max_entries: int = replay.DEFAULT_MAX_ENTRIES
+    allow_eviction: bool = False
+    wait_replicas: int = 0
 
     def problems(self) -> Iterator[Issue]:
         if (problem := store_problem(self.store)) is not None:
             yield "store", problem
+        if not 1 <= self.max_entries <= replay.MAX_MAX_ENTRIES:
+            yield "max_entries", f"must be from 1 to {replay.MAX_MAX_ENTRIES}"
+        if self.wait_replicas < 0:
+            yield "wait_replicas", "must not be negative"
+        redis = scheme_of(self.store) in ("redis", "rediss", "unix", "redis+cluster")
+        if self.wait_replicas and not redis:
+            yield "wait_replicas", "applies to a Redis store only"
+        if self.allow_eviction and not redis:
+            yield "allow_eviction", "applies to a Redis store only"
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ from tokenguard.core.introspection import Introspector, PostForm
 from tokenguard.core.jwks import JwksCache
 from tokenguard.core.metadata import FetchJson
 from tokenguard.core.nonce import RS_LABEL, NonceIssuer
-from tokenguard.core.replay import ReplayStore, open_replay_store
+from tokenguard.core.replay import ReplayStore
 from tokenguard.core.verifier import Verifier
 from tokenguard.files import read_or_create
 from tokenguard.outbound import http_fetch_json, http_post_form
 from tokenguard.settings import Config
 from tokenguard.settings.loader import read_secret
+from tokenguard.settings.replay import replay_store
 from tokenguard.web.adapters import Adapters
 from tokenguard.web.adapters.forwarded import ForwardedRequestReader, HeaderLimits, ProxyTrust
 from tokenguard.web.responses import Responder
@@ -85,12 +86,14 @@ def build_verifier(config: Config, *, clock: Clock | None = None, fetch: FetchJs
     dpop = config.dpop
     nonces = NonceIssuer(nonce_secret(config), RS_LABEL, step=dpop.nonce_step,
                          accept_steps=dpop.nonce_accept_steps, clock=now)
-    if replay is None:
-        replay = open_replay_store(config.replay.store, config.state_dir, clock=now)
-    dpop_verifier = DpopVerifier(algs=dpop.algs, replay=replay, nonces=nonces, iat_past=dpop.iat_past,
+    dpop_verifier = DpopVerifier(algs=dpop.algs, nonces=nonces, iat_past=dpop.iat_past,
                                  iat_future=dpop.iat_future, max_proof_bytes=dpop.max_proof_bytes,
                                  max_jti_length=dpop.max_jti_length, clock=now)
-    return Verifier(validator, core_bindings(dpop_verifier), config.policy, replay=replay, nonces=nonces)
+    if replay is None:
+        replay = replay_store(config, clock=now, window=dpop_verifier.replay_ttl)
+    dpop_verifier.replay = replay
+    return Verifier(validator, core_bindings(dpop_verifier), config.policy, replay=replay, nonces=nonces,
+                    reset_margin=dpop.iat_future, clock=now)
 
 
 def build_responder(config: Config) -> Responder:

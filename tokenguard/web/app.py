@@ -60,6 +60,7 @@ def create_app(service: AuthService, *, log_level: str = "info") -> Flask:
 
     @app.get("/metrics")
     def metrics_view() -> Response:
+        metrics.observe_replay(verifier.replay_health())
         body, content_type = metrics.exposition()
         return Response(body, content_type=content_type)
 

@@ -230,6 +230,7 @@ def test_unix_socket_listen_behind_the_shipped_nginx(tmp_path: Path, issuer: har
     check = subprocess.run([sys.executable, "-m", "tokenguard", "check-config", str(config)], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stderr
+    harness.settle_replay_store(config=config, env={"TOKENGUARD_SERVER_ENGINE": engine})
     process = harness.start_process(
         harness.tokenguard_command(config), name="tokenguard-unix", log_dir=tmp_path / "logs", cwd=harness.REPO,
         env={"TOKENGUARD_SERVER_ENGINE": engine},

@@ -5,7 +5,7 @@ original URIs and no credentials, then 10,000 allowed DPoP requests with unique 
 proof headers (the padding alternately in the JOSE header and in its ``jwk``), each signed by the key
 the token is bound to. Each worker's resident memory may grow by at most :data:`RSS_BOUND_MIB` between
 a 50-request warm-up and the end of the run. Before the fix the same traffic grew each worker by
-64-66 MiB (gunicorn and granian); now by 5-6 MiB, the caches filling their byte budgets.
+~73 MiB (gunicorn and granian, at 96787eb); now by 5-6 MiB, the caches filling their byte budgets.
 """
 
 from __future__ import annotations

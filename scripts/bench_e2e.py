@@ -15,7 +15,6 @@ Usage: python scripts/bench_e2e.py [--duration 10] [--conns 16]   (needs nginx, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -228,10 +227,6 @@ def main() -> int:
                 f'[replay]\nstore = "{store}"\n[[route]]\npath = "/resource"\nbinding = "dpop"\nscopes = ["read"]\n')
             stacks.append((f"(2) tokenguard, DPoP, fresh proof, {name} store",
                            [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)], {}))
-            if name == "embedded" and importlib.util.find_spec("granian"):
-                stacks.append(("(2g) same, server.engine = granian (opt-in)",
-                               [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)],
-                               {"TOKENGUARD_SERVER_ENGINE": "granian"}))
         for label, cmd, env in stacks:
             app = start(cmd, tmp / "app.log", env)
             try:

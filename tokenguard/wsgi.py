@@ -1,8 +1,9 @@
 """A WSGI entry point for other servers: ``application`` is built from ``$TOKENGUARD_CONFIG``.
 
-``tokenguard serve`` runs it under granian when ``server.engine = "granian"``; granian re-imports this
-module in fresh workers on SIGHUP, and they build from the config the master's reload guard accepted
-last (:mod:`tokenguard.serving.reload`).
+Only for a server that keeps the request-integrity guarantees (README, "Request integrity"): it must
+drop header names with underscores (WSGI reads ``X_Foo`` as ``X-Foo``) and build each environ from the
+request alone. A server that re-imports this module in fresh workers gets a new config only if it
+validates, else the last valid one (:mod:`tokenguard.serving.reload`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from support import free_port, wait_for
 
+from tokenguard.serving import ENGINES
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -40,7 +42,7 @@ def busy_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+@pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_a_busy_port_is_one_line_naming_it_and_listen(tmp_path: Path, busy_port: int, engine: str) -> None:
     result = subprocess.run(_serve(_config(tmp_path, busy_port, engine)), capture_output=True, text=True,
                             timeout=120, cwd=REPO)
@@ -71,7 +73,7 @@ def _dead_pid() -> int:
         pid += 1
 
 
-@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+@pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_the_metrics_directory_is_removed_at_exit_and_stale_ones_at_start(tmp_path: Path, engine: str) -> None:
     port = free_port()
     config = _config(tmp_path, port, engine)

@@ -6,7 +6,7 @@ import pytest
 
 from tokenguard.core.request import AuthRequest
 
-from .helpers import URL, Env, assert_400star, assert_401_none, assert_allowed
+from .helpers import HTU, URL, Env, assert_400star, assert_401_none, assert_allowed, assert_B
 
 
 def test_HDR_RS_01_no_credentials(env: Env) -> None:
@@ -61,7 +61,7 @@ def test_HDR_RS_05_two_authorization_fields(env: Env, mode: bool) -> None:
 def test_HDR_RS_06_unsupported_methods(env: Env, case: str) -> None:
     if case == "a-query-access-token":
         request = AuthRequest.for_url("GET", f"https://api.test/resource?access_token={env.at_b}")
-        reason = "no_credentials"
+        reason = "token_in_query"
     else:
         request = AuthRequest.for_url("GET", URL, authorization=("Basic dXNlcjpwYXNz",))
         reason = "unsupported_scheme"
@@ -90,3 +90,37 @@ def test_HDR_RS_05_two_fields_folded_into_one(env: Env, mode: bool) -> None:
     request = AuthRequest.for_url("GET", URL, authorization=(f"Bearer {env.at_d}, DPoP {env.at_d}",),
                                   dpop=(env.proof(),))
     assert_400star(env.decide(request), mode, ("Bearer", "DPoP"), "multiple_authorization")
+
+
+@pytest.mark.parametrize("query", [
+    "access_token={t}", "x=1&access_token={t}", "x=1;access_token={t}", "%61ccess_token={t}",
+    "ACCESS_TOKEN={t}", "access%5Ftoken={t}", "access_token=", "access_token",
+], ids=["plain", "second", "semicolon", "percent-encoded-name", "upper-case", "encoded-underscore", "empty", "bare"])
+@pytest.mark.parametrize("scheme", ["Bearer", "DPoP"])
+def test_a_token_in_the_query_and_the_header_is_invalid_request(env: Env, query: str, scheme: str) -> None:
+    """RFC 6750 §3.1: more than one method -> invalid_request, whatever the route and however the name is
+    spelled, so that an upstream that reads ``access_token`` from the query never acts on a second token."""
+    url = f"{HTU}?{query.format(t=env.at_b)}"
+    if scheme == "Bearer":
+        request = AuthRequest.for_url("GET", url, authorization=(f"Bearer {env.at_b}",))
+    else:
+        request = AuthRequest.for_url("GET", url, authorization=(f"DPoP {env.at_d}",), dpop=(env.proof(),))
+    assert_400star(env.decide(request), True, ("Bearer", "DPoP"), "multiple_token_methods")
+
+
+@pytest.mark.parametrize("query", ["access_tokens=1", "x=access_token", "my_access_token=1", "a=1&b=%2561ccess_token"])
+def test_query_parameters_that_only_look_like_access_token_are_not_refused(env: Env, query: str) -> None:
+    request = AuthRequest.for_url("GET", f"{HTU}?{query}", authorization=(f"Bearer {env.at_b}",))
+    assert_allowed(env.decide(request))
+
+
+def test_an_oversized_token_is_invalid_token(env: Env) -> None:
+    """Over tokenguard's own limit (16 KiB) a token is ``invalid_token`` on the scheme it came with."""
+    from tokenguard.core.verifier import MAX_TOKEN_LENGTH
+
+    big = env.token({"pad": "x" * MAX_TOKEN_LENGTH})
+    assert_B(env.decide(AuthRequest.for_url("GET", URL, authorization=(f"Bearer {big}",))), "invalid_token",
+             "token_too_large")
+    near = env.token({"pad": "x" * (MAX_TOKEN_LENGTH * 3 // 4 - 1000)})
+    assert len(near) <= MAX_TOKEN_LENGTH
+    assert_allowed(env.decide(AuthRequest.for_url("GET", URL, authorization=(f"Bearer {near}",))))

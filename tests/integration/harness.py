@@ -395,6 +395,10 @@ def request(
 
 # -------------------------------------------------------------------------- in-process HTTP servers
 
+#: The echo upstream stands for an app with no header-count limit of its own (the stdlib stops at 100),
+#: so that what it records is what the proxy forwarded, also for requests with many fields.
+http.client._MAXHEADERS = 100_000  # type: ignore[attr-defined]
+
 
 class EchoHandler(BaseHTTPRequestHandler):
     """The tiny upstream: answers any method with JSON describing the request it received.
@@ -421,6 +425,7 @@ class EchoHandler(BaseHTTPRequestHandler):
         return {
             "method": self.command,
             "path": self.path,
+            "target": self.requestline.split(" ")[1],  # as sent (http.server rewrites a leading // in .path)
             "headers": [[k, v] for k, v in self.headers.items()],
             "body": body.decode("latin-1"),
         }
@@ -496,10 +501,10 @@ def _replace_once(text: str, old: str, new: str, *, source: Path, count: int = 1
 
 @dataclass(frozen=True)
 class NginxPorts:
-    """Ports substituted into the shipped nginx configuration."""
+    """Ports substituted into the shipped nginx configuration (``verifier`` may be ``"unix:/path"``)."""
 
     listen: int
-    verifier: int
+    verifier: int | str
     upstream: int
     idp_listen: int
     idp: int
@@ -523,7 +528,8 @@ def render_nginx(prefix: Path, ports: NginxPorts, tls: TLSMaterial) -> Path:
     src = NGINX_DIR / "tokenguard.conf"
     text = src.read_text()
     text = _replace_once(text, "listen 127.0.0.1:8000 ssl;", f"listen 127.0.0.1:{ports.listen} ssl;", source=src)
-    text = _replace_once(text, "server 127.0.0.1:8080;", f"server 127.0.0.1:{ports.verifier};", source=src)
+    verifier = ports.verifier if isinstance(ports.verifier, str) else f"127.0.0.1:{ports.verifier}"
+    text = _replace_once(text, "server 127.0.0.1:8080;", f"server {verifier};", source=src)
     text = _replace_once(text, "server 127.0.0.1:8001;", f"server 127.0.0.1:{ports.upstream};", source=src)
     (conf / "tokenguard.conf").write_text(text)
 
@@ -847,3 +853,54 @@ def auth_subrequest(port: int, method: str, url: str, headers: Iterable[tuple[st
         ("X-Forwarded-Port", str(parts.port or (443 if parts.scheme == "https" else 80))),
     ]  # fmt: skip
     return request("GET", f"http://127.0.0.1:{port}/auth", headers=[*original, *headers])
+
+
+# ------------------------------------------------------------------------------- raw requests, decisions
+
+
+def raw_request(port: int, data: bytes, *, tls: TLSMaterial | None = None, cert: ClientCert | None = None,
+                host: str = "127.0.0.1", unix_socket: Path | None = None, timeout: float = 30.0) -> Response:
+    """Send `data` exactly as given (any framing a test can write) and read one response.
+
+    With `tls`, the connection is HTTPS to `localhost` (SNI and certificate name) verified by the test CA.
+    """
+    sock: socket.socket
+    if unix_socket is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(str(unix_socket))
+    else:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    if tls is not None:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_path))
+        if cert is not None:
+            ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
+        sock = ctx.wrap_socket(sock, server_hostname="localhost")
+    try:
+        sock.sendall(data)
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        return Response(resp.status, list(resp.getheaders()), resp.read())
+    finally:
+        sock.close()
+
+
+class DecisionLog:
+    """The decision lines tokenguard writes to its log, read incrementally (one JSON object per line)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def new(self) -> list[dict[str, object]]:
+        """Decision lines written since the last call."""
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            data = log.read()
+        end = data.rfind(b"\n") + 1  # a line still being written stays for the next call
+        self.offset += end
+        found = []
+        for line in data[:end].splitlines():
+            if line.startswith(b"{") and b'"event":"decision"' in line:
+                found.append(json.loads(line))
+        return found

@@ -1,4 +1,4 @@
-"""Fault tests against the real service: `tokenguard serve` (gunicorn or granian, 2 workers), stub issuers
+"""Fault tests against the real service: `tokenguard serve` (every engine in ENGINES, 2 workers), stub issuers
 that go down, turn slow or trickle, real redis-server that is stopped and restarted, the shipped nginx
 config in front.
 
@@ -33,6 +33,7 @@ import pytest
 from support import wait_for
 
 from tokenguard.core.dpop import create_proof
+from tokenguard.serving import ENGINES
 
 pytestmark = pytest.mark.integration
 
@@ -313,7 +314,7 @@ def _workers(master: int) -> set[int]:
     return found
 
 
-@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+@pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_sighup_reloads_config_and_keeps_old_one_when_broken(
     tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard, engine: str
 ) -> None:
@@ -581,15 +582,13 @@ def _new_workers(master: int, before: set[int]) -> bool:
     return len(now) == 2 and not now & before
 
 
-@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_issuer_down_keys_survive_sighup_and_restart(
     tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard,
     figures: Callable[[str, object], None], engine: str,
 ) -> None:
     """Issue 10 item 2: keys fetched before the issuer went down keep serving in workers that never
     fetched them: after a SIGHUP (new workers) and after a full restart."""
-    if engine == "granian":
-        pytest.importorskip("granian", reason="granian is installed with the test extra")
     port = harness.free_port()
     config = harness.tokenguard_config(tmp_path / "tg.toml", port=port, state_dir=tmp_path / "state",
                                        issuer=issuer.issuer, routes=ROUTES)
@@ -651,15 +650,13 @@ def test_keys_older_than_max_stale_fail_closed_and_readyz_says_so(
 # --------------------------------------------------------------------------- issue 10: reloads, last good
 
 
-@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_reload_that_could_not_serve_is_refused_and_the_old_config_kept(
     tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard, engine: str
 ) -> None:
     """Issue 10 item 6: a config that validates but would kill every worker (a bad log level on today's
     main, an unreadable secret file, a replay store that cannot be opened) is refused on SIGHUP; the
     service keeps serving the config in force, and a good config is applied afterwards."""
-    if engine == "granian":
-        pytest.importorskip("granian", reason="granian is installed with the test extra")
     port = harness.free_port()
     path = tmp_path / "tg.toml"
     route_a = '[[route]]\npath = "/a"\nbinding = "any"\n'
@@ -698,45 +695,16 @@ def test_reload_that_could_not_serve_is_refused_and_the_old_config_kept(
     wait_for(lambda: all(status("/b") == 200 for _ in range(4)), "the good config after the refusals")
 
 
-def test_granian_keeps_the_last_good_config_private(
-    tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard
-) -> None:
-    """Issue 10 item 7: a 0600 config with an inline nonce secret is never copied world-readable."""
-    pytest.importorskip("granian", reason="granian is installed with the test extra")
-    port = harness.free_port()
-    path = tmp_path / "tg.toml"
-    secret = 'nonce_secret = "a-secret-of-at-least-16-bytes"'
-    harness.tokenguard_config(path, port=port, state_dir=tmp_path / "state", issuer=issuer.issuer,
-                              extra=f"[dpop]\n{secret}\n", routes=ROUTES)
-    path.chmod(0o600)
-    umask = os.umask(0o022)
-    try:
-        tg = start_tokenguard(path, port, env={"TOKENGUARD_SERVER_ENGINE": "granian"})
-    finally:
-        os.umask(umask)
-    last_good = tmp_path / "state" / "last-good-config.toml"
-    assert secret in last_good.read_text()
-    assert last_good.stat().st_mode & 0o777 == 0o600
-    path.write_text(path.read_text().replace('path = "/bearer*"', 'path = "/bearer-v2*"'))
-    os.kill(tg.popen.pid, signal.SIGHUP)
-    wait_for(lambda: "/bearer-v2" in last_good.read_text(), "the reloaded config's copy")
-    assert last_good.stat().st_mode & 0o777 == 0o600
-    assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "state").rglob("*") if p.is_file()
-               and p.suffix in (".toml", ".secret", ".json"))
-
-
 # ---------------------------------------------------------------------------------- issue 10: operators
 
 
-@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_operators_see_start_requests_and_key_fetch_failures(
     tmp_path: Path, issuer: harness.StubIssuer, start_tokenguard: StartTokenguard, engine: str
 ) -> None:
     """Issue 10 item 8: one JSON line per event, each with a timestamp: where the server listens and what
     it serves; every decision with its request id; every key fetch failure and the recovery, naming the
     issuer and the cause. Never a token."""
-    if engine == "granian":
-        pytest.importorskip("granian", reason="granian is installed with the test extra")
     port = harness.free_port()
     config = harness.tokenguard_config(tmp_path / "tg.toml", port=port, state_dir=tmp_path / "state",
                                        issuer=issuer.issuer, routes=ROUTES, token={"jwks_ttl": 1})

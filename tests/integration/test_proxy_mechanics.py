@@ -488,6 +488,33 @@ def test_caddy_body_not_forwarded_and_dpop_lines_kept(caddy_stack: Stack) -> Non
     assert caddy_stack.last_upstream()["body"] == body.decode()
 
 
+# --------------------------------------------------------------------------- both: request integrity
+
+UNDERSCORED = [("X_SSL_Client_Cert", "forged"), ("X_Original_URI", "/evil"), ("X_Forwarded_Tls_Client_Cert", "x"),
+               ("X_Auth_Subject", "mallory"), ("x-auth_scope", "admin"), ("X_Forwarded_Host", "evil.example"),
+               ("X-Forwarded_Uri", "/evil")]
+
+
+@pytest.mark.parametrize("proxy", ["nginx_stack", "caddy_stack"])
+def test_no_underscore_name_reaches_auth_or_app(request: pytest.FixtureRequest, proxy: str) -> None:
+    """Issue 9 item 2: a CGI-style server (WSGI) reads X_Auth_Subject as X-Auth-Subject. nginx drops such
+    names (underscores_in_headers off); the Caddyfile deletes them (request_header -*_*), every spelling."""
+    stack: Stack = request.getfixturevalue(proxy)
+    resp = stack.call("GET", "/resource", [AUTHZ, PROOF, *UNDERSCORED])
+    assert resp.status == 200, resp.body
+    for seen in (stack.last_auth(), stack.last_upstream()):
+        names = [name for name, _ in seen["headers"]]  # type: ignore[union-attr]
+        assert not [name for name in names if "_" in name], names
+
+
+def test_caddy_client_forwarded_port_never_reaches_auth(caddy_stack: Stack) -> None:
+    """forward_auth passes a client's X-Forwarded-Port on; at port 443 (no port in X-Forwarded-Host) it
+    would choose the port of the DPoP htu. The Caddyfile deletes it."""
+    resp = caddy_stack.call("GET", "/resource", [AUTHZ, PROOF, ("X-Forwarded-Port", "8443")])
+    assert resp.status == 200
+    assert harness.header_values(caddy_stack.last_auth(), "X-Forwarded-Port") == []
+
+
 # ------------------------------------------------------------------------------------ harness itself
 
 

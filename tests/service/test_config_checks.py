@@ -127,3 +127,26 @@ def test_a_config_whose_workers_could_not_start_is_refused_with_the_cause(tmp_pa
 def test_credentials_never_reach_a_log_line() -> None:
     assert redacted("Error connecting to redis://user:s3cret@cache:6379/0 and rediss://:pw@x") == \
         "Error connecting to redis://***@cache:6379/0 and rediss://***@x"
+
+
+def test_the_last_good_copy_of_a_config_is_private(tmp_path: Path) -> None:
+    """Issue 10 item 7: a 0600 config holding an inline nonce secret is never copied world-readable, when an
+    engine's workers read the accepted copy (at start and after every accepted reload)."""
+    import os
+
+    from tokenguard.serving.reload import ConfigGuard
+    from tokenguard.settings import load_config
+
+    secret = 'nonce_secret = "a-secret-of-at-least-16-bytes"'
+    path = write(tmp_path, f"[dpop]\n{secret}\n")
+    path.chmod(0o600)
+    last_good = tmp_path / "state" / "last-good-config.toml"
+    umask = os.umask(0o022)
+    try:
+        guard = ConfigGuard(str(path), 2, load_config(path, env={}), last_good=last_good)
+        assert secret in last_good.read_text() and last_good.stat().st_mode & 0o777 == 0o600
+        path.write_text(path.read_text() + '[[route]]\npath = "/v2*"\n')
+        guard.reload()
+    finally:
+        os.umask(umask)
+    assert "/v2*" in last_good.read_text() and last_good.stat().st_mode & 0o777 == 0o600

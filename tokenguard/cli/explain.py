@@ -64,6 +64,9 @@ class _Fields:
     def values(self, name: str) -> tuple[str, ...]:
         return tuple(value for key, value in self.pairs if key.lower() == name.lower())
 
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        return self.pairs
+
 
 #: The client certificate as each ``mtls.cert_format`` carries it (``web.certs`` reads these back).
 CERT_WRITERS = {

@@ -13,7 +13,6 @@ import logging
 import re
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from hashlib import sha256
 from typing import Any
 
 from tokenguard.core.b64 import b64url_encode, sha256_b64url
+from tokenguard.core.cache import BoundedCache
 from tokenguard.core.errors import InvalidDpopProof, UseDpopNonce
 from tokenguard.core.jwk import (
     ASYMMETRIC_ALGS,
@@ -48,6 +48,8 @@ DEFAULT_IAT_PAST = 60  # seconds a proof may be old
 DEFAULT_IAT_FUTURE = 15  # seconds of clock skew the other way
 DEFAULT_MAX_PROOF_BYTES = 8192
 DEFAULT_MAX_JTI_LENGTH = 256
+#: Bytes the checked-header cache may hold (a typical EC proof header is ~200 characters).
+HEADER_CACHE_BYTES = 4 << 20
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_\-.]+")
 
 
@@ -102,8 +104,9 @@ class DpopVerifier:
         self.max_jti_length = max_jti_length
         self.clock = clock
         self._keys = PublicKeyCache()
-        self._headers: OrderedDict[str, tuple[str, PublicKey, str, dict[str, Any]]] = OrderedDict()
-        self._header_cache_size = header_cache_size
+        #: Header segment -> (alg, key, jkt, header) of proofs whose signature verified (§4.3 (4)-(7)).
+        self._headers: BoundedCache[str, tuple[str, PublicKey, str, dict[str, Any]]] = BoundedCache(
+            header_cache_size, HEADER_CACHE_BYTES)
         self._logged_epoch = 0.0
 
     @property
@@ -143,16 +146,8 @@ class DpopVerifier:
         assert self.nonces is not None
         return UseDpopNonce(reason, description, self.nonces.issue())
 
-    def _check_header(self, header_segment: str, header: Mapping[str, Any],
-                      trace: Trace | None) -> tuple[str, PublicKey, str]:
-        """§4.3 (4)-(7) for the JOSE header; the outcome is cached by the exact header segment."""
-        cached = self._headers.get(header_segment)
-        if cached is not None:
-            if trace is not None:
-                trace.add("typ, alg, jwk", f"{S43} (4)-(7)", True,
-                          "dpop+jwt, an allowed alg, a public jwk that fits it",
-                          f"{cached[0]}, jkt {cached[2]} (this exact header passed before)")
-            return cached[0], cached[1], cached[2]
+    def _check_header(self, header: Mapping[str, Any], trace: Trace | None) -> tuple[str, PublicKey, str]:
+        """§4.3 (4)-(7) for the JOSE header: typ, alg, and the key it carries (imported and thumbprinted)."""
         typ = header.get("typ")
         media = typ.lower() if isinstance(typ, str) else ""
         if media.startswith("application/"):
@@ -202,9 +197,6 @@ class DpopVerifier:
             raise InvalidDpopProof("dpop_bad_jwk", f"DPoP proof jwk is invalid: {exc}") from exc
         if trace is not None:
             trace.add("jwk", f"{S43} (6)", True, "a valid public key", f"jkt {jkt} (RFC 7638 thumbprint)")
-        self._headers[header_segment] = (alg, key, jkt, dict(header))
-        if len(self._headers) > self._header_cache_size:
-            self._headers.popitem(last=False)
         return alg, key, jkt
 
     def verify(self, proofs: Sequence[str], *, htm: str, htu: str, access_token: str | None = None,
@@ -237,9 +229,9 @@ class DpopVerifier:
             if syntax == "more than one value":
                 raise InvalidDpopProof("dpop_multiple_proofs", "DPoP header holds more than one value")
             raise InvalidDpopProof("dpop_malformed", "DPoP proof is not a compact JWS")
-        # (2) a well-formed compact JWS / JWT
+        # (2) a well-formed compact JWS / JWT; a header seen on a verified proof needs no second decode
+        seen = self._headers.get(proof.partition(".")[0])
         try:
-            seen = self._headers.get(proof.partition(".")[0])
             jws = parse_compact(proof, seen[3] if seen is not None else None)
         except JWSError as exc:
             if trace is not None:
@@ -256,13 +248,23 @@ class DpopVerifier:
         if missing:
             raise InvalidDpopProof("dpop_missing_claim", f"DPoP proof lacks the {missing[0]} claim")
         # (4)-(7) typ, alg, key; then the signature
-        alg, key, jkt = self._check_header(jws.header_segment, jws.header, trace)
+        if seen is None:
+            alg, key, jkt = self._check_header(jws.header, trace)
+        else:
+            alg, key, jkt = seen[:3]
+            if trace is not None:
+                trace.add("typ, alg, jwk", f"{S43} (4)-(7)", True,
+                          "dpop+jwt, an allowed alg, a public jwk that fits it",
+                          f"{alg}, jkt {jkt} (this exact header's proof verified before)")
         ok = verify_signature(alg, key, jws.signing_input, jws.signature)
         if trace is not None:
             trace.add("signature", f"{S43} (6)", ok, f"a valid {alg} signature by the header's jwk",
                       "verifies" if ok else "does not verify")
         if not ok:
             raise InvalidDpopProof("dpop_bad_signature", "DPoP proof signature does not verify")
+        if seen is None:  # only a header whose signature verified is remembered, within a byte budget
+            size = 3 * len(jws.header_segment) + PublicKeyCache.KEY_OVERHEAD
+            self._headers.put(jws.header_segment, (alg, key, jkt, jws.header), size)
         jti = claims["jti"]
         problem = ("must be a non-empty string" if not isinstance(jti, str) or not jti
                    else "is too long" if len(jti) > self.max_jti_length else None)

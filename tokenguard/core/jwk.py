@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from tokenguard.core.b64 import b64url_decode, b64url_encode
+from tokenguard.core.cache import BoundedCache
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 
@@ -47,8 +47,8 @@ class JWKError(ValueError):
     """The JWK is malformed, private, weak, or does not fit the algorithm."""
 
 
-def thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 §3 thumbprint (SHA-256, base64url) over the required members, as received."""
+def required_members(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 §3.2-§3.3: the required members only, as received, in canonical JSON (the hash input)."""
     try:
         members = THUMBPRINT_MEMBERS[jwk["kty"]]
         subset = {name: jwk[name] for name in members}
@@ -56,8 +56,12 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
         raise JWKError("JWK lacks the members its thumbprint needs") from exc
     if not all(isinstance(value, str) for value in subset.values()):
         raise JWKError("JWK members must be strings")
-    canonical = json.dumps(subset, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+    return json.dumps(subset, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 §3 thumbprint (SHA-256, base64url) over the required members, as received."""
+    return b64url_encode(hashlib.sha256(required_members(jwk).encode("utf-8")).digest())
 
 
 def _member(jwk: Mapping[str, Any], name: str) -> bytes:
@@ -121,20 +125,28 @@ def key_fits_alg(jwk: Mapping[str, Any], alg: str) -> bool:
 
 
 class PublicKeyCache:
-    """Bounded LRU of imported keys, keyed by the exact JWK text: importing costs ~70 µs, a lookup ~1."""
+    """Imported keys, keyed by the RFC 7638 required members: importing costs ~70 µs, a lookup ~1.
 
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._keys: OrderedDict[str, PublicKey] = OrderedDict()
+    The key object depends on nothing else, so members a client adds (``kid``, padding) neither make
+    new entries nor fill the cache; the byte budget bounds what many distinct keys can hold.
+    """
+
+    #: What one imported key object holds on top of its members (OpenSSL key structures).
+    KEY_OVERHEAD = 1024
+
+    def __init__(self, size: int = 4096, max_bytes: int = 4 << 20) -> None:
+        self._keys: BoundedCache[str, PublicKey] = BoundedCache(size, max_bytes)
 
     def get(self, jwk: Mapping[str, Any]) -> PublicKey:
-        cache_key = json.dumps(jwk, sort_keys=True, separators=(",", ":"))
+        if not isinstance(jwk, Mapping):
+            raise JWKError("jwk is not a JSON object")
+        if PRIVATE_MEMBERS.intersection(jwk):
+            raise JWKError("jwk contains private key material")
+        cache_key = required_members(jwk)
         key = self._keys.get(cache_key)
         if key is None:
             key = import_public_key(jwk)
-            self._keys[cache_key] = key
-            if len(self._keys) > self._size:
-                self._keys.popitem(last=False)
+            self._keys.put(cache_key, key, len(cache_key) + self.KEY_OVERHEAD)
         return key
 
 

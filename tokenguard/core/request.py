@@ -16,7 +16,8 @@ from tokenguard.core.errors import InvalidRequest
 from tokenguard.core.uri import URIError, normalize_host, normalize_path
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-MAX_TARGET_LENGTH = 4096
+#: The longest original request target decided on (nginx's default large header buffer is 8 KiB).
+MAX_TARGET_LENGTH = 8192
 
 #: RFC 3986 §3.2.2 ``reg-name`` (unreserved / pct-encoded / sub-delims), or an IPv6 / IPvFuture literal.
 _REG_NAME = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
@@ -68,7 +69,9 @@ class Target:
             number = int(text)
             if number == DEFAULT_PORTS[scheme]:
                 number = None  # the same origin either way (RFC 3986 §6.2.3)
-        if len(request_uri) > MAX_TARGET_LENGTH or not _ORIGIN_FORM.fullmatch(request_uri):
+        if len(request_uri) > MAX_TARGET_LENGTH:
+            raise InvalidRequest("request_uri_too_large", "The original request target is too long")
+        if not _ORIGIN_FORM.fullmatch(request_uri):
             raise InvalidRequest(reason, "The original request target is not an origin-form URI")
         raw_path, sep, query = request_uri.partition("?")
         try:
@@ -121,13 +124,20 @@ class ClientCertificate:
 
 @dataclass(frozen=True, slots=True)
 class AuthRequest:
-    """The original request, as the proxy adapter rebuilt it from trusted headers."""
+    """The original request, as the proxy adapter rebuilt it from trusted headers.
+
+    ``method`` must be an RFC 9110 §9.1 token: it is matched against routes and compared with ``htm``.
+    """
 
     method: str
     target: Target
     authorization: tuple[str, ...] = ()
     dpop: tuple[str, ...] = ()
     client_cert: ClientCertificate | None = None
+
+    def __post_init__(self) -> None:
+        if not METHOD.fullmatch(self.method):
+            raise InvalidRequest("bad_forwarded_method", "The original request method is not an HTTP method token")
 
     @classmethod
     def for_url(cls, method: str, url: str, authorization: tuple[str, ...] = (), dpop: tuple[str, ...] = (),

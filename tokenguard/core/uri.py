@@ -8,9 +8,11 @@ significant and left alone (spec rule R-03).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from urllib.parse import unquote_plus
 
-MAX_URI_LENGTH = 4096
+from tokenguard.core.cache import BoundedCache
+
+MAX_URI_LENGTH = 8192
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//([^/?#]*))?([^?#]*)(\?[^#]*)?(#.*)?$")
 _ALLOWED = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*$")
 _PCT = re.compile(r"%(..)?")
@@ -54,10 +56,19 @@ def remove_dot_segments(path: str) -> str:
     return result if result.startswith("/") else "/" + result
 
 
+#: Clients send the same few URLs over and over; the budget bounds what unique ones can make it hold.
+_NORMALIZED: BoundedCache[str, str] = BoundedCache(max_entries=4096, max_bytes=1 << 20)
+
+
 def normalize_target(uri: object) -> str:
-    """Cached :func:`_normalize_target`: clients send the same few URLs over and over."""
-    if isinstance(uri, str) and len(uri) <= MAX_URI_LENGTH:
-        return _normalize_cached(uri)
+    """Cached :func:`_normalize_target` (only valid URIs are remembered, within a byte budget)."""
+    if isinstance(uri, str):
+        hit = _NORMALIZED.get(uri)
+        if hit is not None:
+            return hit
+        result = _normalize_target(uri)
+        _NORMALIZED.put(uri, result, 2 * len(uri) + 256)  # two strings and the entry's overhead
+        return result
     return _normalize_target(uri)
 
 
@@ -110,4 +121,17 @@ def normalize_path(path: str) -> str:
     return remove_dot_segments(_normalize_percent(path or "/"))
 
 
-_normalize_cached = lru_cache(maxsize=4096)(_normalize_target)
+def has_query_parameter(query: str, name: str) -> bool:
+    """Whether an ``application/x-www-form-urlencoded`` query names ``name`` (any case), as an
+    upstream would decode it: ``&`` or ``;`` separated, percent- and ``+``-decoded names.
+
+    RFC 6750 §2.3 ``access_token`` must be found however the client spells it (``%61ccess_token``).
+    """
+    lowered = query.lower()
+    if name not in lowered and "%" not in lowered:
+        return False
+    for part in lowered.replace(";", "&").split("&"):
+        key = part.partition("=")[0]
+        if key == name or ("%" in key and unquote_plus(key, errors="replace").lower() == name):
+            return True
+    return False

@@ -27,6 +27,7 @@ from tokenguard.core.dpop import DEFAULT_IAT_FUTURE
 from tokenguard.core.errors import (
     AccessDenied,
     InvalidRequest,
+    InvalidToken,
     OAuthError,
     ReplayStoreFull,
     UseDpopNonce,
@@ -38,11 +39,13 @@ from tokenguard.core.policy import Policy, Route
 from tokenguard.core.replay import ReplayStore, StoreStatus
 from tokenguard.core.request import AuthRequest, Target
 from tokenguard.core.trace import Trace
+from tokenguard.core.uri import has_query_parameter
 
 log = logging.getLogger(__name__)
 
 #: RFC 6750 §2.1 b64token; RFC 9449 §7.1 uses token68, which has the same characters.
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: The longest access token accepted (RFC 9068 JWTs with many claims run to several KiB).
 MAX_TOKEN_LENGTH = 16384
 CREDENTIALS = "RFC 6750 §2.1, RFC 9449 §7.1"
 #: Two Authorization fields folded by the WSGI server into one value: ``<scheme> <token>, <scheme> <token>``.
@@ -153,18 +156,32 @@ class Verifier:
                         scopes=scopes, nonce=confirmation.nonce)
 
     def _credentials(self, request: AuthRequest, trace: Trace | None) -> tuple[Scheme, str]:
-        """RFC 6750 §2.1 / RFC 9449 §7.1: exactly one Authorization field with one scheme and token."""
+        """RFC 6750 §2.1 / RFC 9449 §7.1: exactly one Authorization field with one scheme and token.
+
+        RFC 6750 §2.3 query tokens are not supported: alone they are no credentials (§3.1: no error
+        code), next to an Authorization field they are a second method, ``invalid_request`` (§3.1), so
+        that no upstream that reads ``access_token`` from the query acts on a token nobody checked.
+        """
         values = request.authorization
+        query = request.target.query
+        in_query = query is not None and has_query_parameter(query, "access_token")
         if not values:
             if trace is not None:
                 trace.add("Authorization", CREDENTIALS, False, "Authorization: DPoP <token> or Bearer <token>",
-                          "no Authorization header")
-            raise _NoCredentials("no_credentials")
+                          "no Authorization header" + (" (a token in the query is not a supported method)"
+                                                       if in_query else ""))
+            raise _NoCredentials("token_in_query" if in_query else "no_credentials")
         if len(values) > 1 or any(_FOLDED_CREDENTIALS.search(v) for v in values):
             if trace is not None:
                 trace.add("Authorization", CREDENTIALS, False, "exactly one Authorization field with one credential",
                           f"{len(values)} fields" if len(values) > 1 else "two credentials in one field")
             raise _Denial(InvalidRequest("multiple_authorization", "More than one Authorization header"), BOTH)
+        if in_query:
+            if trace is not None:
+                trace.add("one token, one place", "RFC 6750 §2.3, §3.1", False,
+                          "the access token in the Authorization header only", "also access_token in the query")
+            raise _Denial(InvalidRequest("multiple_token_methods", "An access token in the query and in the "
+                                         "Authorization header: more than one method"), BOTH)
         scheme_word, _, token = values[0].strip().partition(" ")
         scheme = _SCHEMES.get(scheme_word.lower())
         if scheme is None:
@@ -180,6 +197,9 @@ class Verifier:
                       f"{scheme.value} {problem or f'token of {len(token)} characters'}")
         if not token:
             raise _Denial(InvalidRequest("token_missing", "The Authorization header has no token"), (scheme,))
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _Denial(InvalidToken("token_too_large", "The access token is longer than this server accepts"),
+                          (scheme,))
         if problem is not None:
             raise _Denial(InvalidRequest("token_syntax", "The access token has invalid characters"), (scheme,))
         return scheme, token

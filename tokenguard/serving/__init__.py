@@ -1,11 +1,13 @@
 """``tokenguard serve``: a well-kept server with N workers in production, the Flask server with ``--dev``.
 
-Engines are registered by name (``server.engine``): :mod:`.gunicorn` and :mod:`.granian`. The replay
-store is shared by all workers (the embedded LMDB store by default), so ``--workers N`` is replay-safe; the
-``memory`` store is refused with more than one worker. Before an engine starts, the config is checked as a
-reload would check it (:mod:`.reload`): valid, suited to the host, and buildable; every engine then says
-``listening`` in one JSON line once its socket is bound. SIGHUP reloads the config on every engine, and a
-new config that would not work is refused while the old one stays in force.
+Engines are registered by name (``server.engine``) in :data:`ENGINES`; each keeps the request-integrity
+guarantees (header names exactly as sent, no process environment in requests, tokenguard's own size
+limits, no server-level trust of forwarded headers: docs/ARCHITECTURE.md). The replay store is shared by
+all workers (the embedded LMDB store by default), so ``--workers N`` is replay-safe; the ``memory`` store
+is refused with more than one worker. Before an engine starts, the config is checked as a reload would
+check it (:mod:`.reload`): valid, suited to the host, and buildable; every engine then says ``listening``
+in one JSON line once its socket is bound. SIGHUP reloads the config on every engine, and a new config
+that would not work is refused while the old one stays in force.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Launch:
 
 
 Engine = Callable[[Launch], int]
-ENGINES: dict[str, str] = {"gunicorn": "tokenguard.serving.gunicorn", "granian": "tokenguard.serving.granian"}
+ENGINES: dict[str, str] = {"gunicorn": "tokenguard.serving.gunicorn"}
 
 
 def engine(name: str) -> Engine:
@@ -60,7 +62,7 @@ def engine(name: str) -> Engine:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (default: $TOKENGUARD_CONFIG or built-in defaults)")
-    parser.add_argument("--listen", help="HOST:PORT to listen on (default: server.listen, 127.0.0.1:8080)")
+    parser.add_argument("--listen", help="HOST:PORT or unix:PATH to listen on (default: server.listen, 127.0.0.1:8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default: server.workers, 2)")
     parser.add_argument("--threads", type=int, help="threads per worker (default: server.threads, 1)")
     parser.add_argument("--dev", action="store_true", help="single-process Flask development server")
@@ -132,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print("\n".join(f"tokenguard: {p}" for p in problems), file=sys.stderr)
         return 2
+    if args.listen:  # through the environment, so that workers, reloads and the adapters' trust all see it
+        os.environ["TOKENGUARD_SERVER_LISTEN"] = args.listen
     try:
         config = load_checked(args.config)
     except ConfigError as exc:
@@ -142,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tokenguard: {config.source}: replay.store: {problem}", file=sys.stderr)
         return 2
     threads = args.threads or config.server.threads
-    listen = args.listen or config.server.listen
+    listen = config.server.listen
     busy = listen_refusal(listen)
     if busy:
         print(f"tokenguard: {busy}", file=sys.stderr)
@@ -150,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(config.server.log_level)
     if args.dev:
+        if listen.startswith("unix:"):
+            print("tokenguard: --dev serves on HOST:PORT only, not on a UNIX socket", file=sys.stderr)
+            return 2
         from tokenguard.settings.wiring import build_service, start_key_refresh
         from tokenguard.web.app import create_app
 

@@ -7,10 +7,10 @@ directory can be created and written, secret files can be read, the replay store
 so whatever would fail at worker boot (a replay store that cannot be opened, ...) is refused while the
 running workers stay untouched. Start-up asks the same questions.
 
-The engine's master decides, once per SIGHUP (:class:`ConfigGuard`): gunicorn before it replaces its
-workers, granian in its reload hook. gunicorn's workers build from the accepted :class:`Config` they
-inherit; granian's build from the accepted file, of which the guard keeps a private copy (0600: a config
-may hold a nonce or client secret) under the state directory.
+The engine's master decides, once per SIGHUP (:class:`ConfigGuard`), before any worker is replaced. Workers
+that fork from the master build from the accepted :class:`Config` they inherit; workers an engine starts
+afresh build from the accepted file, of which the guard then keeps a private copy (0600: a config may hold
+a nonce or client secret) under the state directory (:func:`load_for_worker`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from tokenguard.core.jwk import ASYMMETRIC_ALGS
 from tokenguard.core.policy import ReplayMode, RouteBinding
 from tokenguard.core.policy.claims import OPERATORS
 from tokenguard.core.replay import scheme_of, store_problem
+from tokenguard.web.adapters import forwarded
 from tokenguard.web.certs import FORMATS as CERT_FORMATS
 from tokenguard.web.logs import LEVELS
 
@@ -28,7 +29,13 @@ if TYPE_CHECKING:
 Issue = tuple[str, str]  # (key, problem)
 _URL_ORIGIN = re.compile(r"^https?://[^/?#@\s]+$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
-ENGINES = ("gunicorn", "granian")
+ENGINES = ("gunicorn",)
+#: Engines that were supported once, and why they are refused now (README, "Request integrity").
+RETIRED_ENGINES = {
+    "granian": "granian is no longer supported: its WSGI mode reads X_Foo as X-Foo and copies the process "
+               "environment into every request, and its server answers more than 100 header fields with 431 "
+               "before tokenguard runs (nginx turns that into 500)",
+}
 MAX_WAIT = 10.0  # seconds: a request never waits longer on the network (the engines' worker timeout is 30)
 
 
@@ -102,6 +109,8 @@ class ServerSettings:
     log_level: str = "info"
     log_decisions: bool = True
     log_explain: bool = False
+    max_header_bytes: int = forwarded.DEFAULT_MAX_HEADER_BYTES
+    max_header_fields: int = forwarded.DEFAULT_MAX_HEADER_FIELDS
 
     @property
     def state_path(self) -> Path:
@@ -110,12 +119,17 @@ class ServerSettings:
     def problems(self) -> Iterator[Issue]:
         if (problem := listen_problem(self.listen)) is not None:
             yield "listen", problem
-        if self.engine not in ENGINES:
+        if self.engine in RETIRED_ENGINES:
+            yield "engine", f"{RETIRED_ENGINES[self.engine]}; use {' or '.join(ENGINES)}"
+        elif self.engine not in ENGINES:
             yield "engine", f"must be {' or '.join(ENGINES)}"
         if self.workers < 1:
             yield "workers", "must be at least 1"
         if self.threads < 1:
             yield "threads", "must be at least 1"
+        for key in ("max_header_bytes", "max_header_fields"):
+            if getattr(self, key) < 1:
+                yield key, "must be at least 1"
         if self.mode not in ("auth_request", "direct"):
             yield "mode", "must be auth_request or direct"
         if self.fail_status not in (401, 500, 503):

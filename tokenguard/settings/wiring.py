@@ -31,7 +31,7 @@ from tokenguard.settings.loader import read_secret
 from tokenguard.settings.replay import replay_store
 from tokenguard.web import logs, metrics
 from tokenguard.web.adapters import Adapters
-from tokenguard.web.adapters.forwarded import ForwardedRequestReader, ProxyTrust
+from tokenguard.web.adapters.forwarded import ForwardedRequestReader, HeaderLimits, ProxyTrust
 from tokenguard.web.responses import Responder
 from tokenguard.web.service import AuthService
 
@@ -114,11 +114,14 @@ def build_responder(config: Config) -> Responder:
 
 
 def build_adapters(config: Config) -> Adapters:
-    trust = ProxyTrust.from_cidrs(config.server.trusted_proxies, config.server.public_url)
+    server = config.server
+    trust = ProxyTrust.from_cidrs(server.trusted_proxies, server.public_url,
+                                  unix_socket=server.listen.startswith("unix:"))  # the socket's peer is the proxy
     return Adapters(ForwardedRequestReader(trust, cert_header=config.mtls.cert_header,
                                            cert_format=config.mtls.cert_format,
                                            method_header=config.proxy.original_method_header,
-                                           uri_header=config.proxy.original_uri_header))
+                                           uri_header=config.proxy.original_uri_header,
+                                           limits=HeaderLimits(server.max_header_bytes, server.max_header_fields)))
 
 
 def observe_key_fetch(fetch: FetchEvent) -> None:

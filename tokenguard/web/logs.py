@@ -2,7 +2,7 @@
 
 Every line starts with ``ts`` (ISO 8601, UTC, milliseconds) and ``level``. tokenguard's own lines are
 logged as dicts (``event`` plus fields) and become the object itself; a line of another library or of the
-serving engine (gunicorn, granian) becomes ``{"ts", "level", "logger", "message"}``. One
+serving engine (gunicorn, uvicorn) becomes ``{"ts", "level", "logger", "message"}``. One
 :class:`JsonFormatter` does it for every process: the server's master and its workers.
 """
 
@@ -67,7 +67,7 @@ def configure_logging(level: str = "info") -> None:
 
 
 def json_handlers(logger: logging.Logger) -> None:
-    """Make an engine's own logger (gunicorn's error log, granian's) write tokenguard's JSON lines."""
+    """Make an engine's own logger (gunicorn's error log, uvicorn's) write tokenguard's JSON lines."""
     for handler in logger.handlers:
         handler.setFormatter(JsonFormatter())
 

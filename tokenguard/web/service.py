@@ -95,7 +95,8 @@ class AuthService:
                 "subject": access.subject if access is not None else None,
                 "client_id": access.client_id if access is not None else None,
                 "binding": decision.binding.value if decision.binding is not None else None,
-                "method": decision.method, "path": target.path[:200] if target is not None else None,
+                "method": decision.method, "host": target.host if target is not None else None,
+                "path": target.path[:200] if target is not None else None,
                 "detail": decision.detail if not decision.allow else None,
                 "latency_ms": round(elapsed * 1000, 3)}
             if explain and trace is not None:

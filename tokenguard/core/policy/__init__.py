@@ -6,7 +6,6 @@ conditions (:mod:`.claims`) work on nested claim paths (``realm_access.roles``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,6 +13,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from tokenguard.core.bindings.base import Binding, Scheme
+from tokenguard.core.cache import BoundedCache
 from tokenguard.core.errors import AccessDenied, InsufficientScope
 from tokenguard.core.policy.claims import MISSING, ClaimRule, claim_at
 
@@ -107,11 +107,12 @@ class Route:
                 raise AccessDenied("claim_mismatch", f"Route policy refused the token: {rule.describe()}")
 
 
-_UNSEEN: Any = object()
 #: The route of a request that matches none when ``policy.default = "allow"``.
 DEFAULT_ALLOW = Route(name="default")
 #: With no routes configured at all: any sender-constrained token, on any path.
 DEFAULT_ROUTES = (Route(name="default", binding=RouteBinding.BOUND),)
+#: Bytes the route memo may hold: request paths are client-chosen.
+MEMO_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -121,21 +122,20 @@ class Policy:
     routes: tuple[Route, ...] = ()
     default: str = "deny"
     memo_size: int = 4096
-    _matches: OrderedDict[tuple[str, str, str], Route | None] = field(
-        default_factory=OrderedDict, compare=False, repr=False)
+    _matches: BoundedCache[tuple[str, str, str], Route] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_matches", BoundedCache(self.memo_size, MEMO_BYTES))
 
     def route_for(self, method: str, host: str, path: str) -> Route | None:
         """The first route that matches (remembered: a deployment sees the same few paths over and over)."""
         key = (method, host, path)
-        memo = self._matches
-        hit = memo.get(key, _UNSEEN)  # one lookup: another thread may drop the entry between two
-        if hit is not _UNSEEN:
+        hit = self._matches.get(key)
+        if hit is not None:
             return hit
         found = next((route for route in self.routes if route.matches(*key)), None)
         if found is None and self.default == "allow":
             found = DEFAULT_ALLOW
-        if len(path) + len(host) <= 512:  # client-chosen: bounded in count and entry size, oldest out
-            memo[key] = found
-            if len(memo) > self.memo_size:
-                memo.popitem(last=False)
+        if found is not None:  # a miss stays cheap to recompute; only matches are remembered
+            self._matches.put(key, found, len(method) + len(host) + len(path) + 320)
         return found

@@ -9,7 +9,7 @@ is one module with an adapter class and one :func:`register_adapter` line.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,16 +22,28 @@ __all__ = ["Adapters", "HeaderSource", "Incoming", "ProxyAdapter", "register_ada
 
 
 class HeaderSource(Protocol):
-    """Request header fields by case-insensitive name, every field line, names exactly as sent."""
+    """Request header fields by case-insensitive name, every field line, names exactly as sent.
+
+    A name is never rewritten: ``X_Foo`` is not ``X-Foo`` (an engine that cannot tell them apart must
+    drop names with underscores before the app, as gunicorn does).
+    """
 
     def values(self, name: str) -> tuple[str, ...]:
         """Every value of the field ``name``; an engine that folds repeated fields gives one joined value."""
         ...
 
+    def fields(self) -> Iterable[tuple[str, str]]:
+        """Every field line as (name as sent, value), for tokenguard's own size limits."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """The auth sub-request as the serving engine received it from the proxy."""
+    """The auth sub-request as the serving engine received it from the proxy.
+
+    ``problem`` is set by a serving front that cannot give an exact picture of this request (a WSGI
+    environ that may hold process environment variables); the adapters then refuse it.
+    """
 
     method: str
     path: str  # the sub-request's own path: /auth, /envoy/...
@@ -39,15 +51,13 @@ class Incoming:
     scheme: str  # of the connection from the proxy
     peer: str | None  # the proxy's address
     headers: HeaderSource
-
-    def first(self, name: str) -> str | None:
-        values = self.headers.values(name)
-        return values[0].split(",")[0].strip() or None if values else None
+    problem: str | None = None
 
 
 class ProxyAdapter(Protocol):
     def read(self, incoming: Incoming) -> AuthRequest:
-        """The original request; raises :class:`~tokenguard.core.errors.InvalidRequest` if it cannot be read."""
+        """The original request; raises an :class:`~tokenguard.core.errors.OAuthError` if it cannot be read
+        exactly (``invalid_request``, or the credential's own error for an oversized one)."""
         ...
 
 

@@ -13,16 +13,16 @@ class AuthRequestAdapter:
         self.reader = reader
 
     def read(self, incoming: Incoming) -> AuthRequest:
-        trusted = self.reader.trust.trusts(incoming.peer)
+        reader = self.reader
+        admitted = reader.admit(incoming)
+        trusted = admitted.trusted
         method, uri = incoming.method, incoming.target
         if trusted:
-            method = incoming.first(self.reader.method_header) or incoming.first("X-Forwarded-Method") or method
-            forwarded = incoming.headers.values(self.reader.uri_header) or incoming.headers.values("X-Forwarded-Uri")
-            if forwarded:
-                uri = forwarded[0]
-        authorization, proofs = self.reader.credentials(incoming)
-        return AuthRequest(method, self.reader.target(incoming, trusted, uri), authorization, proofs,
-                           self.reader.client_cert(incoming, trusted))
+            method = reader.original(incoming, reader.method_header, "X-Forwarded-Method",
+                                     "bad_forwarded_method") or method
+            uri = reader.original(incoming, reader.uri_header, "X-Forwarded-Uri", "bad_request_uri") or uri
+        return AuthRequest(method, reader.target(incoming, trusted, uri), admitted.authorization, admitted.proofs,
+                           reader.client_cert(incoming, trusted))
 
 
 @register_adapter("/auth")

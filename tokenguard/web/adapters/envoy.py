@@ -17,15 +17,14 @@ class EnvoyAdapter:
         self.reader = reader
 
     def read(self, incoming: Incoming) -> AuthRequest:
-        trusted = self.reader.trust.trusts(incoming.peer)
+        admitted = self.reader.admit(incoming)
         uri = incoming.target
         if uri.startswith(PREFIX):
             uri = uri[len(PREFIX):] or "/"
         if not uri.startswith("/"):
             uri = "/" + uri
-        authorization, proofs = self.reader.credentials(incoming)
-        return AuthRequest(incoming.method, self.reader.target(incoming, trusted, uri), authorization, proofs,
-                           self.reader.client_cert(incoming, trusted))
+        return AuthRequest(incoming.method, self.reader.target(incoming, admitted.trusted, uri), admitted.authorization,
+                           admitted.proofs, self.reader.client_cert(incoming, admitted.trusted))
 
 
 @register_adapter(PREFIX, prefix=True)

@@ -1,8 +1,9 @@
 """A WSGI entry point for other servers: ``application`` is built from ``$TOKENGUARD_CONFIG``.
 
-``tokenguard serve`` runs it under granian when ``server.engine = "granian"``; granian re-imports this
-module in fresh workers on SIGHUP, and a new config that does not validate is refused (and logged) in
-favour of the last valid one (:mod:`tokenguard.serving.reload`).
+``tokenguard serve`` does not use it (its engines build the app themselves); a server that re-imports this
+module in fresh workers gets the last valid config when the file no longer validates
+(:mod:`tokenguard.serving.reload`). The server must keep the request-integrity guarantees
+(docs/ARCHITECTURE.md, "a serving engine"): granian's WSGI mode, for one, does not.
 """
 
 from __future__ import annotations

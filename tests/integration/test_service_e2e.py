@@ -2,7 +2,7 @@
 2 gunicorn workers, a stub issuer, real redis-server and a header-echoing upstream.
 
 Covers issue 3's integration bullets and spec R-14, MTLS-RS-10, SCOPE-RS-04, NONCE-RS-01/02/07 and
-DPOP-RS-34 end to end. Which worker answered is read from the per-worker prometheus-client files that
+DPOP-RS-34 end to end. Which worker answered is read from the per-worker metric files that
 `serve` already writes (`harness.worker_counters`), so the replay test proves a proof accepted by one
 worker is refused by the other without any test-only product feature.
 """

@@ -1,6 +1,7 @@
 """``tokenguard serve``: a well-kept server with N workers in production, the Flask server with ``--dev``.
 
-Engines are registered by name (``server.engine``): :mod:`.gunicorn` and :mod:`.granian`. The replay
+Engines are registered by name (``server.engine``): :mod:`.uvicorn` (the default: ASGI, the cheapest per
+request of the engines that keep the request-integrity guarantees) and :mod:`.gunicorn` (WSGI). The replay
 store is shared by all workers (embedded SQLite by default), so ``--workers N`` is replay-safe; the
 ``memory`` store is refused with more than one worker. SIGHUP reloads the config on every engine, and a
 bad new config is refused while the old one stays in force (:mod:`.reload`).
@@ -32,7 +33,7 @@ class Launch:
 
 
 Engine = Callable[[Launch], int]
-ENGINES: dict[str, str] = {"gunicorn": "tokenguard.serving.gunicorn", "granian": "tokenguard.serving.granian"}
+ENGINES: dict[str, str] = {"uvicorn": "tokenguard.serving.uvicorn", "gunicorn": "tokenguard.serving.gunicorn"}
 
 
 def engine(name: str) -> Engine:
@@ -51,10 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare_metrics_dir(config: Config) -> None:
+    """A fresh directory for this server's per-worker metric files (:mod:`tokenguard.web.metrics`)."""
+    from tokenguard.web.metrics import DIR_ENV
+
     path = config.state_dir / f"metrics-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    os.environ[DIR_ENV] = str(path)
 
 
 def run(args: argparse.Namespace) -> int:

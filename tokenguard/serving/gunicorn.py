@@ -1,4 +1,8 @@
-"""gunicorn: sync workers (gthread with ``threads > 1``) and its C HTTP parser (``gunicorn[fast]``).
+"""gunicorn (opt-in, ``server.engine = "gunicorn"``): sync workers (gthread with ``threads > 1``) and its C
+HTTP parser (``gunicorn[fast]``), serving the WSGI front (:mod:`tokenguard.web.app`).
+
+gunicorn's own trust of forwarded headers is off (it would set the scheme from ``X-Forwarded-Proto`` sent
+by any loopback or UNIX-socket peer): only tokenguard's ``trusted_proxies`` decide what a proxy says.
 
 Workers are forked from the master and build their app from the config the :class:`ConfigGuard` holds;
 on SIGHUP the master re-reads the file and a config that does not validate is refused.
@@ -18,8 +22,9 @@ def gunicorn_settings(listen: str, workers: int, threads: int) -> dict[str, Any]
         "bind": listen, "workers": workers, "threads": threads,
         "worker_class": "gthread" if threads > 1 else "sync",
         "timeout": 30, "graceful_timeout": 10, "keepalive": 5, "accesslog": None, "errorlog": "-",
-        "loglevel": "warning", "proc_name": "tokenguard", "child_exit": _child_exit,
+        "loglevel": "warning", "proc_name": "tokenguard",
         "post_worker_init": _freeze_startup_objects,
+        "forwarded_allow_ips": "", "secure_scheme_headers": {}, "forwarder_headers": "",
     }
 
 
@@ -53,9 +58,3 @@ def _freeze_startup_objects(worker: Any) -> None:
 
     gc.collect()
     gc.freeze()
-
-
-def _child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)

@@ -25,7 +25,10 @@ from tokenguard.web.logs import LEVELS
 Issue = tuple[str, str]  # (key, problem)
 _URL_ORIGIN = re.compile(r"^https?://[^/?#@\s]+$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
-ENGINES = ("gunicorn", "granian")
+ENGINES = ("uvicorn", "gunicorn")
+#: Engines that were dropped, and why (the request-integrity guarantees, docs/ARCHITECTURE.md).
+RETIRED_ENGINES = {"granian": "granian was dropped: its WSGI interface copies the process environment into "
+                              "every request and merges X_Foo with X-Foo; use uvicorn (the default)"}
 
 
 def default_state_dir() -> Path:
@@ -52,7 +55,7 @@ def origin_problem(url: str) -> str | None:
 @dataclass(frozen=True)
 class ServerSettings:
     listen: str = "127.0.0.1:8080"
-    engine: str = "gunicorn"
+    engine: str = "uvicorn"
     workers: int = 2
     threads: int = 1
     mode: str = "auth_request"
@@ -71,7 +74,9 @@ class ServerSettings:
     def problems(self) -> Iterator[Issue]:
         if (problem := listen_problem(self.listen)) is not None:
             yield "listen", problem
-        if self.engine not in ENGINES:
+        if self.engine in RETIRED_ENGINES:
+            yield "engine", RETIRED_ENGINES[self.engine]
+        elif self.engine not in ENGINES:
             yield "engine", f"must be {' or '.join(ENGINES)}"
         if self.workers < 1:
             yield "workers", "must be at least 1"

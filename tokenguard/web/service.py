@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
 from tokenguard.core.decision import Decision, Outcome, refused, unavailable
 from tokenguard.core.errors import OAuthError
@@ -19,6 +18,9 @@ from tokenguard.web import metrics
 from tokenguard.web.adapters import Adapters, Incoming
 from tokenguard.web.logs import decisions_log, event
 from tokenguard.web.responses import Answer, Responder
+
+#: One encoder, made once: ``json.dumps`` with non-default separators builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class AuthService:
@@ -30,7 +32,6 @@ class AuthService:
         self.adapters = adapters
         self.responder = responder
         self.log_decisions = log_decisions
-        self._counters: dict[tuple[str, str], Any] = {}
 
     def handles(self, path: str) -> bool:
         return self.adapters.for_path(path) is not None
@@ -58,18 +59,11 @@ class AuthService:
     def _record(self, answer: Answer, elapsed: float) -> None:
         decision = answer.decision
         result = decision.outcome.value
-        counter = self._counters.get((result, decision.reason))
-        if counter is None:  # label lookups cost more than the increment: keep each child once
-            counter = self._counters[(result, decision.reason)] = metrics.DECISIONS.labels(
-                result=result, reason=decision.reason)
-        counter.inc()
-        metrics.LATENCY.observe(elapsed)
-        if decision.reason == "replay_store_unavailable":
-            metrics.REPLAY_ERRORS.inc()
-        if self.log_decisions or decision.outcome is Outcome.UNAVAILABLE:
+        metrics.record_decision(result, decision.reason, elapsed)
+        if (self.log_decisions or decision.outcome is Outcome.UNAVAILABLE) and decisions_log.isEnabledFor(logging.INFO):
             # Never the token, the proof, the certificate or the query string: only the decision.
             access, route, target = decision.access, decision.route, decision.target
-            decisions_log.info(json.dumps({
+            decisions_log.info(_encode({
                 "event": "decision", "result": result, "status": answer.status, "reason": decision.reason,
                 "route": route.name if route is not None else None,
                 "subject": access.subject if access is not None else None,
@@ -77,4 +71,4 @@ class AuthService:
                 "binding": decision.binding.value if decision.binding is not None else None,
                 "method": decision.method, "path": target.path[:200] if target is not None else None,
                 "detail": decision.detail if not decision.allow else None,
-                "latency_ms": round(elapsed * 1000, 3)}, separators=(",", ":")))
+                "latency_ms": round(elapsed * 1000, 3)}))

@@ -1,0 +1,105 @@
+"""uvicorn with the httptools parser: the ASGI front (:mod:`tokenguard.web.asgi`) in N worker processes.
+
+Chosen by measurement (BENCHMARKS.md, docs/measurements.md): the cheapest engine per request that keeps
+the request-integrity guarantees -- every header line reaches the app under its own name (ASGI
+``scope["headers"]``), nothing of the process environment is part of a request, and the server adds no
+header size or count limit of its own, so tokenguard's limits (and the proxy's) are the only ones.
+uvicorn's own trust of ``X-Forwarded-*`` is off: only tokenguard's ``trusted_proxies`` decide.
+
+The master binds the socket and supervises the workers; each worker builds its app from the config the
+reload guard accepted last (:func:`tokenguard.serving.reload.load_for_worker`). On SIGHUP the master asks
+the :class:`ConfigGuard` first: a config it refuses replaces no worker; an accepted one replaces each
+worker in turn, the new one serving before the old one stops (no dropped requests).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tokenguard.serving import Launch
+from tokenguard.serving.reload import LAST_GOOD_ENV, WORKERS_ENV, ConfigGuard, keep_last_good, load_for_worker
+from tokenguard.web.asgi import AsgiApp
+from tokenguard.web.logs import configure_logging
+
+#: uvicorn's own loggers: warnings and errors only, one line each, to stderr.
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "loggers": {"uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+                "uvicorn.error": {"level": "WARNING"}, "uvicorn.access": {"level": "WARNING"}},
+}
+KEEP_ALIVE = 75  # seconds: longer than the proxies' idle upstream keep-alive (nginx 60 s), so they close first
+WORKER_READY_TIMEOUT = 30  # seconds a new worker may take to start serving before a reload gives up on it
+
+
+def uvicorn_options(listen: str, workers: int) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn (the end-to-end benchmark's empty and ceiling rows use the same)."""
+    options: dict[str, Any] = {
+        "workers": workers, "http": "httptools", "loop": "uvloop", "interface": "asgi3", "lifespan": "on",
+        "proxy_headers": False, "forwarded_allow_ips": "", "server_header": False, "date_header": False,
+        "timeout_keep_alive": KEEP_ALIVE, "timeout_worker_healthcheck": WORKER_READY_TIMEOUT,
+        "access_log": False, "log_config": LOG_CONFIG, "log_level": "warning", "ws": "none",
+    }
+    if listen.startswith("unix:"):
+        options["uds"] = listen[len("unix:"):]
+    else:
+        host, _, port = listen.rpartition(":")
+        options.update(host=host.strip("[]"), port=int(port))
+    return options
+
+
+def create_app() -> AsgiApp:
+    """The factory every worker calls (uvicorn starts workers fresh, with ``spawn``)."""
+    from tokenguard.settings.wiring import build_service
+
+    config = load_for_worker()
+    configure_logging(config.server.log_level)
+    return AsgiApp(build_service(config), on_startup=_freeze_startup_objects)
+
+
+def _freeze_startup_objects() -> None:
+    """Everything built at start-up lives as long as the worker: keep it out of every garbage collection."""
+    gc.collect()
+    gc.freeze()
+
+
+def serve(launch: Launch) -> int:
+    import uvicorn
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    configure_logging(launch.config.server.log_level)
+    guard = ConfigGuard(launch.path, launch.workers, launch.config)
+    os.environ[WORKERS_ENV] = str(launch.workers)
+    if launch.path:
+        os.environ["TOKENGUARD_CONFIG"] = os.path.abspath(launch.path)
+        os.environ[LAST_GOOD_ENV] = str(keep_last_good(launch.path, launch.config))
+
+    class GuardedMultiprocess(Multiprocess):
+        """uvicorn's worker supervisor, with the reload guard in front of every SIGHUP restart."""
+
+        def handle_hup(self) -> None:
+            before = guard.active
+            if guard.reload() is before:  # refused (and logged): the workers keep the config in force
+                return
+            if launch.path:
+                keep_last_good(launch.path, guard.active)
+            self.restart_all()
+
+    config = uvicorn.Config("tokenguard.serving.uvicorn:create_app", factory=True,
+                            **uvicorn_options(launch.listen, launch.workers))
+    try:
+        socket = config.bind_socket()
+    except SystemExit:  # uvicorn logged why (address in use, ...)
+        return 2
+    try:
+        GuardedMultiprocess(config, sockets=[socket]).run()
+    finally:
+        if config.uds and Path(config.uds).exists():
+            Path(config.uds).unlink()
+    logging.shutdown()
+    return 0

@@ -28,7 +28,8 @@ def test_defaults_are_safe() -> None:
 @pytest.mark.parametrize(("text", "key", "problem"), [
     ("[server]\nlisten = 8080\n", "server.listen", "must be a string"),
     ("[server]\nbogus = 1\n", "server.bogus", "unknown key"),
-    ("[server]\nengine = \"uwsgi\"\n", "server.engine", "must be gunicorn or granian"),
+    ("[server]\nengine = \"uwsgi\"\n", "server.engine", "must be uvicorn or gunicorn"),
+    ("[server]\nengine = \"granian\"\n", "server.engine", "copies the process environment into every request"),
     ("[nope]\n", "nope", "unknown section"),
     ("[dpop]\nalgs = [\"HS256\"]\n", "dpop.algs", "not an asymmetric"),
     ("[dpop]\nalgs = [\"none\"]\n", "dpop.algs", "not an asymmetric"),

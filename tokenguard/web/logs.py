@@ -13,6 +13,10 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def configure_logging(level: str = "info") -> None:
+    # What no tokenguard line shows, not looked up for every record (the logging HOWTO, "Optimization"):
+    # with one decision line per request, the caller's file and line alone cost ~2.5 µs a request.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("tokenguard")

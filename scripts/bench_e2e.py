@@ -162,7 +162,7 @@ def plain_row(args: argparse.Namespace, base: str, conns: int, pids: dict[str, i
 
     run(args.warmup)
     r = run(args.duration)
-    r["valid"] = r["non2xx"] == 0 and not r["sockerr"] and r["requests"] > 0
+    r["valid"] = peer.row_valid(r)
     return r
 
 

@@ -510,9 +510,14 @@ def timed_row(args, tmp: Path, key: DPoPKey, token: str, token_file: Path, port:
             break
         print(f"   c{conns}: proofs ran out ({r['exhausted']} requests past the end of {n}); regenerating more")
         rate = max(rate, r["rps"]) * 1.5
-    r["valid"] = (r["non2xx"] == 0 and r["exhausted"] == 0 and r["wrk_non2xx3xx"] == 0
-                  and not r["sockerr"] and r["requests"] > 0)
+    r["valid"] = row_valid(r)
     return r, rate
+
+
+def row_valid(r: dict) -> bool:
+    """A row counts only if every answer was 2xx, no socket error occurred and no proof was sent twice."""
+    return (r["non2xx"] == 0 and r["exhausted"] == 0 and r["wrk_non2xx3xx"] == 0
+            and not r["sockerr"] and r["requests"] > 0)
 
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +132,24 @@ def test_process_environment_never_reaches_a_request(
     assert resp.status == 200, resp.one("X-Auth-Error")
     anonymous = harness.request("GET", f"http://127.0.0.1:{port}/envoy/dpop")
     assert anonymous.status == 401 and anonymous.one("X-Auth-Error") == "no_credentials"
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_workers_that_cannot_start_stop_the_server_with_the_reason(
+        tmp_path: Path, issuer: harness.StubIssuer, engine: str) -> None:
+    """A replay store that cannot be opened (here: a directory where the database file should be) fails
+    every worker at boot: the server exits non-zero, bounded, instead of respawning them forever."""
+    port = harness.free_port()
+    config = harness.tokenguard_config(tmp_path / "tg.toml", port=port, state_dir=tmp_path / "state",
+                                       issuer=issuer.issuer, store=f"sqlite:///{tmp_path}", routes=ROUTES)
+    done = subprocess.run(harness.tokenguard_command(config), capture_output=True, text=True, timeout=120,
+                          cwd=harness.REPO, start_new_session=True,
+                          env={**os.environ, "TOKENGUARD_SERVER_ENGINE": engine})
+    assert done.returncode != 0, done.stderr[-2000:]
+    assert not harness.port_open(port)
+    if engine == "uvicorn":
+        failed = [line for line in done.stderr.splitlines() if '"event":"worker_start_failed"' in line]
+        assert failed and "Traceback" not in done.stderr, done.stderr[-3000:]
 
 
 # ------------------------------------------------------------------------------------ SIGHUP, default engine

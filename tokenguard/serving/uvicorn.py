@@ -17,13 +17,18 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from tokenguard.serving import Launch
 from tokenguard.serving.reload import LAST_GOOD_ENV, WORKERS_ENV, ConfigGuard, keep_last_good, load_for_worker
 from tokenguard.web.asgi import AsgiApp
-from tokenguard.web.logs import configure_logging
+from tokenguard.web.logs import configure_logging, event
+
+STARTUP_FAILURE = 3  # uvicorn.config.STARTUP_FAILURE: a worker that could not start; uvicorn does not respawn it
+_CREDENTIALS = re.compile(r"://[^/@\s]*@")
 
 #: uvicorn's own loggers: warnings and errors only, one line each, to stderr.
 LOG_CONFIG: dict[str, Any] = {
@@ -54,12 +59,20 @@ def uvicorn_options(listen: str, workers: int) -> dict[str, Any]:
 
 
 def create_app() -> AsgiApp:
-    """The factory every worker calls (uvicorn starts workers fresh, with ``spawn``)."""
+    """The factory every worker calls (uvicorn starts workers fresh, with ``spawn``). A worker that cannot
+    build its service says why in one line and exits with uvicorn's start-up failure status: at start the
+    server then stops instead of respawning it forever, on a reload the running workers are kept."""
     from tokenguard.settings.wiring import build_service
 
-    config = load_for_worker()
-    configure_logging(config.server.log_level)
-    return AsgiApp(build_service(config), on_startup=_freeze_startup_objects)
+    configure_logging()
+    try:
+        config = load_for_worker()
+        configure_logging(config.server.log_level)
+        return AsgiApp(build_service(config), on_startup=_freeze_startup_objects)
+    except Exception as exc:  # whatever it is, it would fail the same way on every restart
+        reason = _CREDENTIALS.sub("://***@", f"{type(exc).__name__}: {exc}")  # never a URL's password
+        event("worker_start_failed", logging.ERROR, error=reason[:500])
+        sys.exit(STARTUP_FAILURE)
 
 
 def _freeze_startup_objects() -> None:
@@ -96,10 +109,11 @@ def serve(launch: Launch) -> int:
         socket = config.bind_socket()
     except SystemExit:  # uvicorn logged why (address in use, ...)
         return 2
+    supervisor = GuardedMultiprocess(config, sockets=[socket])
     try:
-        GuardedMultiprocess(config, sockets=[socket]).run()
+        supervisor.run()
     finally:
         if config.uds and Path(config.uds).exists():
             Path(config.uds).unlink()
     logging.shutdown()
-    return 0
+    return 1 if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes) else 0

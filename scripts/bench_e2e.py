@@ -10,7 +10,10 @@ Rows (behind the same nginx config, 2 app workers, upstream keep-alive; each at 
   peer           panva's node-oidc-provider, DPoP-checked userinfo through the same nginx settings
                  (scripts/bench/peer_oidc_provider.py; when node and npm are installed)
 
-Proofs are sized from a warm-up's rate (rate x duration x 1.6) and generated right before each timed run;
+All apps run at once, each behind its own (identical) nginx front, and per connection count the rows take
+turns in short blocks (``--block`` seconds, the order rotating), so that the load of anything else on the
+machine hits every row alike: the ratios are taken over the same moments. Proofs are sized from the
+row's rate (rate x block x 1.6) and generated right before each block;
 wrk's Lua script sends each proof once and counts non-2xx answers and proofs that ran out. A row with any
 non-2xx answer, socket error or exhausted proof set is REFUSED: printed with wrk's output, left out of
 every ratio, and the exit status is 1. Reports req/s, p50/p99, app and nginx CPU µs per request and, per
@@ -27,12 +30,14 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -54,9 +59,14 @@ http {{
     client_body_temp_path {tmp}/cbt; proxy_temp_path {tmp}/pt; fastcgi_temp_path {tmp}/ft;
     uwsgi_temp_path {tmp}/ut; scgi_temp_path {tmp}/st;
     keepalive_requests 1000000;
-    upstream verifier {{ server 127.0.0.1:{app}; keepalive 32; }}
     upstream protected {{ server 127.0.0.1:{static}; keepalive 32; }}
     server {{ listen 127.0.0.1:{static}; location / {{ return 200 "ok"; }} }}
+{rows}
+}}
+"""
+#: One front per row, all alike: auth_request to that row's app, then the static upstream.
+NGINX_ROW = """
+    upstream verifier{n} {{ server 127.0.0.1:{app}; keepalive 32; }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -67,7 +77,7 @@ http {{
         }}
         location = /_auth {{
             internal;
-            proxy_pass http://verifier/auth;
+            proxy_pass http://verifier{n}/auth;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-Method $request_method;
@@ -79,7 +89,6 @@ http {{
             proxy_set_header Connection "";
         }}
     }}
-}}
 """
 
 NAIVE_APP = """
@@ -145,48 +154,12 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     return False
 
 
-def plain_row(args: argparse.Namespace, base: str, conns: int, pids: dict[str, int]) -> dict[str, Any]:
-    """An empty-answer row (no proofs): a warm-up, then the timed run."""
-    url = base + PATH + "?x=1"
-
-    def run(duration: int) -> dict[str, Any]:
-        before = {k: peer.tree_cpu(p) for k, p in pids.items()}
-        out = subprocess.run(["wrk", f"-t{args.threads}", f"-c{conns}", f"-d{duration}s", "--latency", url],
-                             capture_output=True, text=True, timeout=duration + 120).stdout
-        r = peer.parse_wrk(out)
-        n = max(r["requests"], 1)
-        for k, p in pids.items():
-            r[f"{k}_cpu_us"] = (peer.tree_cpu(p) - before[k]) / n * 1e6
-        r.update(raw=out, non2xx=r["wrk_non2xx3xx"], exhausted=0, sent=r["requests"], proofs=0)
-        return r
-
-    run(args.warmup)
-    r = run(args.duration)
-    r["valid"] = peer.row_valid(r)
-    return r
-
-
-def proof_row(args: argparse.Namespace, tmp: Path, base: str, conns: int, pids: dict[str, int],
-              key: peer.DPoPKey, token: str) -> dict[str, Any]:
-    """A row with one fresh proof per request, sized from a warm-up's rate (refused if any answer is not 2xx)."""
-    token_file = tmp / "token.txt"
-    token_file.write_text(token + "\n")
-    htu = base + PATH
-    authority = base.split("//", 1)[1]
-    peer.write_proofs(key, tmp / "proofs.txt", max(args.min_proofs // 4, 5000 * args.warmup), htu, token)
-    warm = peer.run_wrk(args, tmp, int(authority.rsplit(":", 1)[1]), PATH, args.warmup, conns, tmp / "proofs.txt",
-                        token_file, pids)
-    rate = max(warm["rps"], 1.0)
-    row, _ = peer.timed_row(args, tmp, key, token, token_file, int(authority.rsplit(":", 1)[1]), PATH, htu, conns,
-                            rate, pids)
-    return row
-
-
 def start_app(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return peer.start(cmd, log, env={"PYTHONPATH": str(BENCH), **(env or {})}, cwd=ROOT)
 
 
 def tokenguard_config(tmp: Path, name: str, port: int, issuer: str, store: str, engine: str) -> Path:
+    """The default config but for the listen address, the issuer and one DPoP route with a scope check."""
     config = tmp / f"tokenguard-{name}.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nengine = "{engine}"\nstate_dir = "{tmp}/state-{name}"\n'
@@ -195,34 +168,88 @@ def tokenguard_config(tmp: Path, name: str, port: int, issuer: str, store: str, 
     return config
 
 
+@dataclass
+class Row:
+    """One stack under test: its app (on its own port) behind its own nginx front."""
+
+    label: str
+    cmd: list[str]
+    proofs: bool
+    app_port: int = field(default_factory=peer.free_port)
+    port: int = field(default_factory=peer.free_port)
+    extra_pids: dict[str, int] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    rate: float = 1.0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def plain_block(args: argparse.Namespace, row: Row, duration: int, conns: int,
+                pids: dict[str, int]) -> dict[str, Any]:
+    """wrk against an empty-answer row (no proofs)."""
+    before = {k: peer.tree_cpu(p) for k, p in pids.items()}
+    out = subprocess.run(["wrk", f"-t{args.threads}", f"-c{conns}", f"-d{duration}s", "--latency",
+                          row.base + PATH + "?x=1"], capture_output=True, text=True, timeout=duration + 120).stdout
+    r = peer.parse_wrk(out)
+    n = max(r["requests"], 1)
+    for k, p in pids.items():
+        r[f"{k}_cpu_us"] = (peer.tree_cpu(p) - before[k]) / n * 1e6
+    r.update(raw=out, non2xx=r["wrk_non2xx3xx"], exhausted=0, sent=r["requests"], proofs=0)
+    r["valid"] = peer.row_valid(r)
+    return r
+
+
+def block(args: argparse.Namespace, tmp: Path, row: Row, duration: int, conns: int, pids: dict[str, int],
+          key: peer.DPoPKey, token: str) -> dict[str, Any]:
+    """One timed block of a row; a proof row gets proofs sized from its last rate, generated right before."""
+    if not row.proofs:
+        return plain_block(args, row, duration, conns, pids)
+    token_file = tmp / "token.txt"
+    token_file.write_text(token + "\n")
+    timing = argparse.Namespace(**{**vars(args), "duration": duration})
+    r, _ = peer.timed_row(timing, tmp, key, token, token_file, row.port, PATH, row.base + PATH, conns, row.rate, pids)
+    return r
+
+
+def combine(blocks: list[dict[str, Any]], pids: dict[str, int]) -> dict[str, Any]:
+    """A row from its blocks: totals for counts and CPU, the worst block's p99, the median block's p50."""
+    requests = sum(b["requests"] for b in blocks)
+    seconds = sum(b["requests"] / b["rps"] for b in blocks if b["rps"])
+    r: dict[str, Any] = {"requests": requests, "rps": requests / seconds if seconds else 0.0,
+                         "p50": statistics.median(b["p50"] for b in blocks), "p99": max(b["p99"] for b in blocks),
+                         "valid": all(b["valid"] for b in blocks), "blocks": len(blocks),
+                         "raw": "\n".join(b["raw"] for b in blocks if not b["valid"])}
+    for k in ("non2xx", "exhausted", "sent", "proofs", "wrk_non2xx3xx"):
+        r[k] = sum(b.get(k, 0) for b in blocks)
+    for k in pids:
+        r[f"{k}_cpu_us"] = sum(b[f"{k}_cpu_us"] * b["requests"] for b in blocks) / max(requests, 1)
+    return r
+
+
 def run_once(args: argparse.Namespace, tmp: Path, run: int) -> list[dict[str, Any]]:
-    port, static, app_port = peer.free_port(), peer.free_port(), peer.free_port()
+    """Every row's app up at once, each behind its own nginx front; then, per connection count, the rows
+    take turns in short blocks (the order rotating), so that the machine's changing load hits them alike."""
+    static = peer.free_port()
     user = "user root root;" if os.geteuid() == 0 else ""
-    (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, user=user, port=port, static=static, app=app_port))
-    subprocess.run(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], check=True)
-    nginx_pid = int((tmp / "nginx.pid").read_text())
-    base = f"http://127.0.0.1:{port}"
     stub = Stub()
     key = peer.DPoPKey()
     token = stub.token(key.jkt)
     redis = None
-    rows: list[dict[str, Any]] = []
     engine = args.engine
+    bench = [sys.executable, str(BENCH / "baseline_apps.py")]
+    rows = [Row("(1a) naive: gunicorn sync + empty Flask view", [], False),
+            Row(f"(1b) empty /auth, tokenguard's serving layer ({engine})", [*bench, "empty", "--engine", engine],
+                False),
+            Row(f"ceiling: bare ES256 verify on {engine}", [*bench, "ceiling", "--engine", engine], True)]
+    rows[0].cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{rows[0].app_port}",
+                   "--chdir", str(tmp), "naive_app:app"]
+    for row in rows[1:]:
+        row.cmd += ["--listen", f"127.0.0.1:{row.app_port}"]
+    stores: list[tuple[str, str, dict[str, int]]] = [("embedded", "embedded", {})]
+    results: list[dict[str, Any]] = []
     try:
-        (tmp / "naive_app.py").write_text(NAIVE_APP)
-        listen = f"127.0.0.1:{app_port}"
-        stacks: list[tuple[str, list[str], bool, dict[str, int]]] = [
-            ("(1a) naive: gunicorn sync + empty Flask view",
-             [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b", listen, "--chdir", str(tmp),
-              "naive_app:app"], False, {}),
-            (f"(1b) empty /auth, tokenguard's serving layer ({engine})",
-             [sys.executable, str(BENCH / "baseline_apps.py"), "empty", "--engine", engine, "--listen", listen],
-             False, {}),
-            (f"ceiling: bare ES256 verify on {engine}",
-             [sys.executable, str(BENCH / "baseline_apps.py"), "ceiling", "--engine", engine, "--listen", listen],
-             True, {}),
-        ]
-        stores = [("embedded", "embedded", {})]
         if shutil.which("redis-server") and not args.no_redis:
             redis_port = peer.free_port()
             redis = peer.start(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
@@ -230,35 +257,51 @@ def run_once(args: argparse.Namespace, tmp: Path, run: int) -> list[dict[str, An
             peer.wait_port(redis_port, redis, tmp / "redis.log")
             stores.append(("redis", f"redis://127.0.0.1:{redis_port}/0", {"redis": redis.pid}))
         for name, store, extra_pids in stores:
-            config = tokenguard_config(tmp, name, app_port, stub.issuer, store, engine)
-            stacks.append((f"(2) tokenguard ({engine}), DPoP, fresh proof, {name} store",
-                           [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)], True, extra_pids))
-        for label, cmd, with_proofs, extra_pids in stacks:
-            log = tmp / f"app-{len(rows)}.log"
-            app = start_app(cmd, log)
-            try:
-                if not wait_ready(f"http://127.0.0.1:{app_port}/healthz", app):
-                    raise RuntimeError(f"{label}: did not start; log:\n{log.read_text()[-3000:]}")
-                pids = {"app": app.pid, "nginx": nginx_pid, **extra_pids}
-                for conns in args.conns:
-                    if with_proofs:
-                        row = proof_row(args, tmp, base, conns, pids, key, token)
-                    else:
-                        row = plain_row(args, base, conns, pids)
-                    row.update(label=label, conns=conns, run=run)
-                    rows.append(row)
-                    print(line(row), flush=True)
-                    if not row["valid"]:
-                        print(row["raw"], file=sys.stderr)
-            finally:
-                peer.stop(app)
+            row = Row(f"(2) tokenguard ({engine}), DPoP, fresh proof, {name} store", [], True,
+                      extra_pids=extra_pids)
+            config = tokenguard_config(tmp, name, row.app_port, stub.issuer, store, engine)
+            row.cmd = [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)]
+            rows.append(row)
+        (tmp / "naive_app.py").write_text(NAIVE_APP)
+        fronts = "".join(NGINX_ROW.format(n=n, app=row.app_port, port=row.port) for n, row in enumerate(rows))
+        (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, user=user, static=static, rows=fronts))
+        subprocess.run(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], check=True)
+        nginx_pid = int((tmp / "nginx.pid").read_text())
+        for n, row in enumerate(rows):
+            row.proc = start_app(row.cmd, tmp / f"app-{n}.log")
+        for n, row in enumerate(rows):
+            assert row.proc is not None
+            if not wait_ready(f"http://127.0.0.1:{row.app_port}/healthz", row.proc):
+                raise RuntimeError(f"{row.label}: did not start; log:\n{(tmp / f'app-{n}.log').read_text()[-3000:]}")
+        pids = {id(row): {"app": row.proc.pid, "nginx": nginx_pid, **row.extra_pids}
+                for row in rows if row.proc is not None}
+        blocks = max(1, args.duration // args.block)
+        for conns in args.conns:
+            for row in rows:  # warm-up: first JWKS fetch, token cache, connections; the rate sizes the proofs
+                row.rate = max(block(args, tmp, row, args.warmup, conns, pids[id(row)], key, token)["rps"], 1.0)
+            done: dict[int, list[dict[str, Any]]] = {id(row): [] for row in rows}
+            for b in range(blocks):
+                for row in rows[b % len(rows):] + rows[:b % len(rows)]:
+                    r = block(args, tmp, row, args.block, conns, pids[id(row)], key, token)
+                    row.rate = max(row.rate, r["rps"])
+                    done[id(row)].append(r)
+            for row in rows:
+                r = combine(done[id(row)], pids[id(row)])
+                r.update(label=row.label, conns=conns, run=run)
+                results.append(r)
+                print(line(r), flush=True)
+                if not r["valid"]:
+                    print(r["raw"], file=sys.stderr)
     finally:
-        subprocess.run(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-s", "quit"], check=False)
+        for row in rows:
+            peer.stop(row.proc)
+        if (tmp / "nginx.pid").exists():
+            subprocess.run(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-s", "quit"], check=False)
         peer.stop(redis)
         stub.server.shutdown()
     if args.peer:
-        rows += peer_rows(args, tmp, run)
-    return rows
+        results += peer_rows(args, tmp, run)
+    return results
 
 
 def peer_rows(args: argparse.Namespace, tmp: Path, run: int) -> list[dict[str, Any]]:
@@ -360,7 +403,8 @@ def main() -> int:
     from tokenguard.settings.schema import ServerSettings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per row and connection count")
+    parser.add_argument("--block", type=int, default=2, help="the rows take turns in blocks of this many seconds")
     parser.add_argument("--conns", default="16,64", help="wrk -c values, comma separated")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--runs", type=int, default=1, help="repeat the whole set; ranges are reported")
@@ -372,7 +416,7 @@ def main() -> int:
     args = parser.parse_args()
     args.conns = [int(c) for c in args.conns.split(",")]
     # what the peer machinery expects of its arguments
-    args.warmup, args.margin, args.min_proofs, args.mode, args.verbose = 2, 1.6, 20000, "auth_request", False
+    args.warmup, args.margin, args.min_proofs, args.mode, args.verbose = 2, 1.6, 4000, "auth_request", False
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool):
             print(f"bench-e2e needs {tool} on PATH (apt-get install nginx wrk)", file=sys.stderr)

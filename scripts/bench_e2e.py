@@ -178,6 +178,7 @@ class Row:
     app_port: int = field(default_factory=peer.free_port)
     port: int = field(default_factory=peer.free_port)
     extra_pids: dict[str, int] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     rate: float = 1.0
 
@@ -262,13 +263,19 @@ def run_once(args: argparse.Namespace, tmp: Path, run: int) -> list[dict[str, An
             config = tokenguard_config(tmp, name, row.app_port, stub.issuer, store, engine)
             row.cmd = [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)]
             rows.append(row)
+            if args.quiet_row and name == "embedded":  # the same, without the decision log: what the log costs
+                quiet = Row("(2q) the same, embedded store, log_decisions = false", [], True,
+                            env={"TOKENGUARD_SERVER_LOG_DECISIONS": "false"})
+                config = tokenguard_config(tmp, "quiet", quiet.app_port, stub.issuer, store, engine)
+                quiet.cmd = [sys.executable, "-m", "tokenguard", "serve", "--config", str(config)]
+                rows.append(quiet)
         (tmp / "naive_app.py").write_text(NAIVE_APP)
         fronts = "".join(NGINX_ROW.format(n=n, app=row.app_port, port=row.port) for n, row in enumerate(rows))
         (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, user=user, static=static, rows=fronts))
         subprocess.run(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], check=True)
         nginx_pid = int((tmp / "nginx.pid").read_text())
         for n, row in enumerate(rows):
-            row.proc = start_app(row.cmd, tmp / f"app-{n}.log")
+            row.proc = start_app(row.cmd, tmp / f"app-{n}.log", row.env)
         for n, row in enumerate(rows):
             assert row.proc is not None
             if not wait_ready(f"http://127.0.0.1:{row.app_port}/healthz", row.proc):
@@ -410,6 +417,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="repeat the whole set; ranges are reported")
     parser.add_argument("--engine", default=ServerSettings.engine, help="server.engine for (1b), ceiling and (2)")
     parser.add_argument("--no-redis", action="store_true")
+    parser.add_argument("--quiet-row", action="store_true",
+                        help="also (2q): the embedded row with server.log_decisions = false (what the log costs)")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip node-oidc-provider's rows")
     parser.add_argument("--peer-layouts", default="1:memory", help="the peer's --layouts (1:memory is its fastest)")
     parser.add_argument("--json", help="also write every row here")

@@ -184,6 +184,11 @@ def test_a_failure_in_the_front_fails_closed_with_a_reason(issuer: Issuer, tmp_p
     assert reply.status == 500 and reply.one("X-Auth-Error") == "internal_error"
     assert reply.one("Cache-Control") == "no-store"
     assert '"event":"internal_error"' in caplog.text and "RuntimeError" in caplog.text and "boom" not in caplog.text
+    configured = asgi_app(issuer, tmp_path, fail_status=401)  # the configured fail-closed status holds here too
+    configured.service.handle = broken  # type: ignore[method-assign]
+    reply = call(configured, scope(headers=NGINX))
+    assert reply.status == 401 and reply.one("X-Auth-Error") == "internal_error"
+    assert (reply.one("WWW-Authenticate") or "").startswith("Bearer")
 
 
 def test_lifespan_runs_the_startup_hook(issuer: Issuer, tmp_path: Any) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from tokenguard.core.decision import unavailable
 from tokenguard.web.adapters import Incoming
 from tokenguard.web.logs import event
 from tokenguard.web.operations import TEXT, Reply, operator_reply
@@ -29,6 +30,10 @@ _AUTH_TRAILER = [(b"content-length", b"0"), (b"content-type", b"text/plain")]
 _FAILED = {"type": "http.response.start", "status": 500,
            "headers": [(b"content-length", b"0"), (b"cache-control", b"no-store"),
                        (b"x-auth-error", b"internal_error")]}
+
+
+def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 class AsgiHeaders:
@@ -89,12 +94,16 @@ class AsgiApp:
     async def _auth(self, scope: Scope, send: Send) -> None:
         try:
             answer = self.service.handle(incoming_from_scope(scope))
-            headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers]
+            headers = _encoded(answer.headers)
         except Exception as exc:  # fail closed with a reason, never a traceback (the service already guards)
             event("internal_error", logging.ERROR, error=type(exc).__name__, where="asgi")
-            await send(_FAILED)
-            await send(_EMPTY_BODY)
-            return
+            try:  # the configured fail-closed answer (server.fail_status), as for any failure
+                answer = self.service.responder.render(unavailable("internal_error", type(exc).__name__))
+                headers = _encoded(answer.headers)
+            except Exception:
+                await send(_FAILED)
+                await send(_EMPTY_BODY)
+                return
         await send({"type": "http.response.start", "status": answer.status, "headers": headers + _AUTH_TRAILER})
         await send(_EMPTY_BODY)
 

@@ -16,7 +16,7 @@ from tokenguard.core.errors import OAuthError
 from tokenguard.core.verifier import Verifier
 from tokenguard.web import metrics
 from tokenguard.web.adapters import Adapters, Incoming
-from tokenguard.web.logs import decisions_log, event
+from tokenguard.web.logs import decisions_log, event, log_decision
 from tokenguard.web.responses import Answer, Responder
 
 #: One encoder, made once: ``json.dumps`` with non-default separators builds a new one per call.
@@ -63,7 +63,7 @@ class AuthService:
         if (self.log_decisions or decision.outcome is Outcome.UNAVAILABLE) and decisions_log.isEnabledFor(logging.INFO):
             # Never the token, the proof, the certificate or the query string: only the decision.
             access, route, target = decision.access, decision.route, decision.target
-            decisions_log.info(_encode({
+            log_decision(_encode({
                 "event": "decision", "result": result, "status": answer.status, "reason": decision.reason,
                 "route": route.name if route is not None else None,
                 "subject": access.subject if access is not None else None,

@@ -221,6 +221,7 @@ def combine(blocks: list[dict[str, Any]], pids: dict[str, int]) -> dict[str, Any
     r: dict[str, Any] = {"requests": requests, "rps": requests / seconds if seconds else 0.0,
                          "p50": statistics.median(b["p50"] for b in blocks), "p99": max(b["p99"] for b in blocks),
                          "valid": all(b["valid"] for b in blocks), "blocks": len(blocks),
+                         "p99_blocks": [b["p99"] for b in blocks], "rps_blocks": [round(b["rps"]) for b in blocks],
                          "raw": "\n".join(b["raw"] for b in blocks if not b["valid"])}
     for k in ("non2xx", "exhausted", "sent", "proofs", "wrk_non2xx3xx"):
         r[k] = sum(b.get(k, 0) for b in blocks)

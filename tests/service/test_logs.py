@@ -61,8 +61,11 @@ def test_a_warning_is_written_at_once_and_close_writes_the_rest(stream: Counting
     assert text.splitlines() == ['{"event":"decision","n":1}', '{"event":"config_rejected","error":"bad"}']
     log_decision('{"event":"decision","n":2}')
     assert stream.getvalue() == text
+    log_decision('{"event":"decision","result":"error"}', urgent=True)  # failed closed: written at once
+    assert stream.getvalue().endswith('{"event":"decision","n":2}\n{"event":"decision","result":"error"}\n')
+    log_decision('{"event":"decision","n":3}')
     handler.close()
-    assert stream.getvalue().endswith('{"event":"decision","n":2}\n')
+    assert stream.getvalue().endswith('{"event":"decision","n":3}\n')
 
 
 def test_a_handler_of_the_operators_gets_decisions_through_logging(stream: CountingStream,

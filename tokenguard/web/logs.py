@@ -42,10 +42,10 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             return
         self._add(line, record.levelno >= logging.WARNING)  # logging holds self.lock around emit
 
-    def write_line(self, text: str) -> None:
+    def write_line(self, text: str, urgent: bool = False) -> None:
         """``text`` as one line, as ``emit`` would write a record whose formatted form it is."""
         with self.lock:  # type: ignore[union-attr]
-            self._add(text + self.terminator, False)
+            self._add(text + self.terminator, urgent)
 
     def _add(self, line: str, urgent: bool) -> None:
         if not self._owner:  # the first line in this process (or in a forked child)
@@ -101,18 +101,22 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 _PLAIN = logging.Formatter("%(message)s")
 
 
-def log_decision(line: str) -> None:
-    """One decision line (the caller checked the level). By default decision lines go only to
-    tokenguard's own handler, which writes a message as it is: then the line goes straight into its
-    batch, without a ``LogRecord`` (about a third of the line's cost); anything else -- a handler of
-    the operator's or a test's, another formatter -- gets it through ``logging`` as usual."""
+def log_decision(line: str, urgent: bool = False) -> None:
+    """One decision line (the caller checked the level); ``urgent`` (a request failed closed) is written
+    at once, like a warning. By default decision lines go only to tokenguard's own handler, which writes
+    a message as it is: then the line goes straight into its batch, without a ``LogRecord`` (about a
+    third of the line's cost); anything else -- a handler of the operator's or a test's, another
+    formatter -- gets it through ``logging`` as usual."""
     handlers = log.handlers
     if (not decisions_log.handlers and len(handlers) == 1 and decisions_log.propagate
             and isinstance(handlers[0], BatchedStreamHandler) and handlers[0].formatter is _PLAIN
             and not log.filters and not decisions_log.filters):
-        handlers[0].write_line(line)
+        handlers[0].write_line(line, urgent)
     else:
         decisions_log.info(line)
+        if urgent:
+            for handler in handlers:
+                handler.flush()
 
 
 def configure_logging(level: str = "info") -> None:

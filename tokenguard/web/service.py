@@ -60,7 +60,8 @@ class AuthService:
         decision = answer.decision
         result = decision.outcome.value
         metrics.record_decision(result, decision.reason, elapsed)
-        if (self.log_decisions or decision.outcome is Outcome.UNAVAILABLE) and decisions_log.isEnabledFor(logging.INFO):
+        failed = decision.outcome is Outcome.UNAVAILABLE
+        if (self.log_decisions or failed) and decisions_log.isEnabledFor(logging.INFO):
             # Never the token, the proof, the certificate or the query string: only the decision.
             access, route, target = decision.access, decision.route, decision.target
             log_decision(_encode({
@@ -71,4 +72,4 @@ class AuthService:
                 "binding": decision.binding.value if decision.binding is not None else None,
                 "method": decision.method, "path": target.path[:200] if target is not None else None,
                 "detail": decision.detail if not decision.allow else None,
-                "latency_ms": round(elapsed * 1000, 3)}))
+                "latency_ms": round(elapsed * 1000, 3)}), urgent=failed)

@@ -12,9 +12,11 @@ Usage: python scripts/bench/baseline_apps.py {empty|ceiling} --engine uvicorn|gu
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -79,6 +81,7 @@ def _service() -> Any:
     from tokenguard.settings.wiring import build_service
 
     state = tempfile.mkdtemp(prefix="tg-baseline-")
+    atexit.register(shutil.rmtree, state, ignore_errors=True)
     return build_service(parse_config({"server": {"state_dir": state}, "replay": {"store": "memory"}}, env={}))
 
 

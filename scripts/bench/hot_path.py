@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -128,6 +129,8 @@ def main() -> int:
         print(f"{name:32} {value:8.1f} µs")
     rest = stages["asgi call (everything)"] - sum(v for k, v in stages.items() if k.startswith("  "))
     print(f"{'  the rest (encode, send, loop)':32} {rest:8.1f} µs")
+    logging.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

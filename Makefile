@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run stop test test-fast lint bench bench-e2e clean
+.PHONY: venv run stop test test-fast lint bench bench-e2e bench-peer bench-hot clean
 
 venv: $(STAMP)
 
@@ -38,9 +38,19 @@ lint: venv
 bench: venv
 	$(PY) scripts/bench_core.py
 
-## End-to-end: wrk through nginx against tokenguard (needs nginx, wrk, redis-server).
+## End-to-end: wrk through nginx, -c16 and -c64: naive stack, empty /auth and ES256 ceiling on the default
+## engine, tokenguard (embedded store, Redis), and node-oidc-provider when node/npm are installed; prints the
+## issue's ratios and refuses any row with a non-2xx answer (needs nginx, wrk; redis-server, node optional).
 bench-e2e: venv
-	$(PY) scripts/bench_e2e.py
+	$(PY) scripts/bench_e2e.py --duration 10 --conns 16,64
+
+## The peer alone: node-oidc-provider's DPoP-checked userinfo through the same nginx (needs node >= 20.18, npm).
+bench-peer: venv
+	$(PY) scripts/bench/peer_oidc_provider.py --duration 10 --conns 16,64 --layouts 1:memory,2:redis
+
+## Where one verified request's CPU goes inside a worker, stage by stage.
+bench-hot: venv
+	$(PY) scripts/bench/hot_path.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .run

@@ -3,7 +3,9 @@
 In one run it measures (a) the floor: one ES256 proof verify plus one RS256 access-token verify with
 ``cryptography`` alone, and (b) ``Verifier.decide`` on a DPoP-bound request with a fresh proof each
 time and the replay store on, for each replay store; it prints µs per request and the ratio to (a).
-Proofs are generated before the timed loop. Usage: ``python scripts/bench_core.py [-n 3000]``.
+Proofs are generated before the timed loop. For Redis it also times one bare ``SET NX PX`` round trip
+with the same client library, so "the Redis row adds one round trip and nothing else" can be read off:
+full(redis) - full(memory) against that round trip. Usage: ``python scripts/bench_core.py [-n 3000]``.
 """
 
 from __future__ import annotations
@@ -101,6 +103,17 @@ def bench_store(store: ReplayStore, floor: Floor, n: int) -> tuple[float, float]
     return statistics.median(base) * 1e6, statistics.median(full) * 1e6
 
 
+def round_trip(store: RedisReplayStore, n: int) -> float:
+    """Median µs of one ``SET key 1 NX PX`` through the store's own redis-py client (a fresh key each time)."""
+    client = store._client  # noqa: SLF001 - the very connection the store uses
+    samples = []
+    for i in range(n):
+        t = time.perf_counter()
+        client.set(f"tokenguard:bench:{i}:{time.time_ns()}", b"1", nx=True, px=60000)
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples) * 1e6
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,10 +144,17 @@ def main() -> int:
         floor = Floor()
         print(f"{'replay store':24} {'floor µs':>9} {'full µs':>8} {'ratio':>7}")
         print("(floor = raw ES256 verify + raw RS256 verify; full = Verifier.decide, fresh proof, replay on)")
+        fulls: dict[str, float] = {}
         for name, store in stores:
             base, full = bench_store(store, floor, args.n)
+            fulls[name] = full
             print(f"{name:24} {base:9.1f} {full:8.1f} {full / base:6.2f}x")
         print("target: <= 1.30x with the embedded store")
+        redis_store = next((store for name, store in stores if name == "redis"), None)
+        if isinstance(redis_store, RedisReplayStore):
+            trip = round_trip(redis_store, args.n)
+            print(f"redis: full(redis) - full(memory) = {fulls['redis'] - fulls['memory']:.1f} µs; one bare SET NX PX "
+                  f"round trip with the same client = {trip:.1f} µs")
     finally:
         if redis_proc:
             redis_proc.terminate()

@@ -1,9 +1,10 @@
 """A WSGI entry point for other servers: ``application`` is built from ``$TOKENGUARD_CONFIG``.
 
-Only for a server that keeps the request-integrity guarantees (README, "Request integrity"): it must
-drop header names with underscores (WSGI reads ``X_Foo`` as ``X-Foo``) and build each environ from the
-request alone. A server that re-imports this module in fresh workers gets a new config only if it
-validates, else the last valid one (:mod:`tokenguard.serving.reload`).
+``tokenguard serve`` does not use it (its engines build the app themselves); a server that re-imports this
+module in fresh workers gets a new config only if it validates, else the last valid one
+(:mod:`tokenguard.serving.reload`). The server must keep the request-integrity guarantees (README, "Request
+integrity"; docs/ARCHITECTURE.md, "a serving engine"): drop header names with underscores (WSGI reads
+``X_Foo`` as ``X-Foo``) and build each environ from the request alone.
 """
 
 from __future__ import annotations

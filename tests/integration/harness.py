@@ -822,21 +822,21 @@ def tokenguard_config(
 
 
 def worker_counters(state_dir: Path, master_pid: int) -> dict[int, dict[tuple[str, tuple[str, ...]], float]]:
-    """Counter values per gunicorn worker pid, read from prometheus-client's multiprocess files.
+    """Counter values per worker pid, read from the per-worker metric files `tokenguard serve` writes.
 
-    `tokenguard serve` points PROMETHEUS_MULTIPROC_DIR at `<state_dir>/metrics-<master pid>`, where
-    every worker writes `counter_<pid>.db`; this is how a test learns which worker answered what
-    without adding anything to the product. Keys: (sample name, label values in label-name order).
+    `serve` points every worker at `<state_dir>/metrics-<master pid>` (tokenguard.web.metrics), where each
+    worker keeps its own slots; this is how a test learns which worker answered what without adding
+    anything to the product. Keys: (metric name, label values in label-name order).
     """
-    from prometheus_client.mmap_dict import MmapedDict
+    from tokenguard.web.metrics import COUNTERS, per_worker
 
     result: dict[int, dict[tuple[str, tuple[str, ...]], float]] = {}
-    for file in sorted((state_dir / f"metrics-{master_pid}").glob("counter_*.db")):
-        pid = int(file.stem.split("_", 1)[1])
+    for pid, series in per_worker(state_dir / f"metrics-{master_pid}").items():
         values: dict[tuple[str, tuple[str, ...]], float] = {}
-        for key, value, *_ in MmapedDict.read_all_values_from_file(str(file)):
-            _metric, name, labels, _help = json.loads(key)
-            values[(name, tuple(labels[k] for k in sorted(labels)))] = value
+        for (name, labels), value in series.items():
+            if name in COUNTERS:
+                by_name = dict(zip(COUNTERS[name][1], labels, strict=True))
+                values[(name, tuple(by_name[k] for k in sorted(by_name)))] = float(value)
         result[pid] = values
     return result
 

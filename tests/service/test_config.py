@@ -28,7 +28,7 @@ def test_defaults_are_safe() -> None:
 @pytest.mark.parametrize(("text", "key", "problem"), [
     ("[server]\nlisten = 8080\n", "server.listen", "must be a string"),
     ("[server]\nbogus = 1\n", "server.bogus", "unknown key"),
-    ("[server]\nengine = \"uwsgi\"\n", "server.engine", "must be gunicorn"),
+    ("[server]\nengine = \"uwsgi\"\n", "server.engine", "must be uvicorn or gunicorn"),
     ("[server]\nengine = \"granian\"\n", "server.engine", "granian is no longer supported"),
     ("[nope]\n", "nope", "unknown section"),
     ("[dpop]\nalgs = [\"HS256\"]\n", "dpop.algs", "not an asymmetric"),

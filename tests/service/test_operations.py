@@ -32,6 +32,8 @@ def lines(capsys: pytest.CaptureFixture[str]) -> Callable[[], list[dict[str, Any
     seen: list[dict[str, Any]] = []
 
     def read() -> list[dict[str, Any]]:
+        for handler in logging.getLogger("tokenguard").handlers:
+            handler.flush()  # lines leave in batches (web/logs.py)
         seen.extend(json.loads(line) for line in capsys.readouterr().err.splitlines())
         return seen
 

@@ -1,13 +1,14 @@
 """``tokenguard serve``: a well-kept server with N workers in production, the Flask server with ``--dev``.
 
-Engines are registered by name (``server.engine``) in :data:`ENGINES`; each keeps the request-integrity
-guarantees (header names exactly as sent, no process environment in requests, tokenguard's own size
-limits, no server-level trust of forwarded headers: docs/ARCHITECTURE.md). The replay store is shared by
-all workers (the embedded LMDB store by default), so ``--workers N`` is replay-safe; the ``memory`` store
-is refused with more than one worker. Before an engine starts, the config is checked as a reload would
-check it (:mod:`.reload`): valid, suited to the host, and buildable; every engine then says ``listening``
-in one JSON line once its socket is bound. SIGHUP reloads the config on every engine, and a new config
-that would not work is refused while the old one stays in force.
+Engines are registered by name (``server.engine``) in :data:`ENGINES`: :mod:`.uvicorn` (the default: ASGI,
+the cheapest per request of the engines that keep the request-integrity guarantees) and :mod:`.gunicorn`
+(WSGI). Each keeps those guarantees (header names exactly as sent, no process environment in requests,
+tokenguard's own size limits, no server-level trust of forwarded headers: docs/ARCHITECTURE.md). The replay
+store is shared by all workers (the embedded LMDB store by default), so ``--workers N`` is replay-safe; the
+``memory`` store is refused with more than one worker. Before an engine starts, the config is checked as a
+reload would check it (:mod:`.reload`): valid, suited to the host, and buildable; every engine then says
+``listening`` in one JSON line once its socket is bound. SIGHUP reloads the config on every engine, and a
+new config that would not work is refused while the old one stays in force.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Launch:
 
 
 Engine = Callable[[Launch], int]
-ENGINES: dict[str, str] = {"gunicorn": "tokenguard.serving.gunicorn"}
+ENGINES: dict[str, str] = {"uvicorn": "tokenguard.serving.uvicorn", "gunicorn": "tokenguard.serving.gunicorn"}
 
 
 def engine(name: str) -> Engine:
@@ -69,8 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare_metrics_dir(config: Config) -> None:
-    """This server's Prometheus multi-process directory, ``metrics-<pid>``: removed when the server exits,
-    and those of servers that died without removing theirs (killed) are removed here."""
+    """This server's per-worker metric files (:mod:`tokenguard.web.metrics`), ``metrics-<pid>``: removed when
+    the server exits, and those of servers that died without removing theirs (killed) are removed here."""
+    from tokenguard.web.metrics import DIR_ENV
+
     for stale in config.state_dir.glob("metrics-*"):
         pid = stale.name.removeprefix("metrics-")
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
@@ -78,7 +81,7 @@ def _prepare_metrics_dir(config: Config) -> None:
     path = config.state_dir / f"metrics-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    os.environ[DIR_ENV] = str(path)
     master = os.getpid()
 
     def remove() -> None:

@@ -1,4 +1,5 @@
-"""gunicorn: sync workers (gthread with ``threads > 1``), configured for request integrity.
+"""gunicorn (opt-in, ``server.engine = "gunicorn"``): sync workers (gthread with ``threads > 1``) serving the
+WSGI front (:mod:`tokenguard.web.app`), configured for request integrity.
 
 * Header names: ``header_map = "drop"`` drops names with underscores (WSGI would read ``X_Foo`` as ``X-Foo``).
 * No server-level trust of forwarded headers: ``forwarded_allow_ips``, ``secure_scheme_headers`` and
@@ -33,7 +34,7 @@ def gunicorn_settings(listen: str, workers: int, threads: int) -> dict[str, Any]
         "bind": listen, "workers": workers, "threads": threads,
         "worker_class": "gthread" if threads > 1 else "sync",
         "timeout": 30, "graceful_timeout": 10, "keepalive": 5, "accesslog": None, "errorlog": "-",
-        "loglevel": "warning", "proc_name": "tokenguard", "child_exit": _child_exit,
+        "loglevel": "warning", "proc_name": "tokenguard",
         "post_worker_init": _freeze_startup_objects, "logger_class": _json_logger,
         # request integrity (module docstring)
         "header_map": "drop", "forwarded_allow_ips": "", "secure_scheme_headers": {}, "forwarder_headers": "",
@@ -91,9 +92,3 @@ def _freeze_startup_objects(worker: Any) -> None:
 
     gc.collect()
     gc.freeze()
-
-
-def _child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)

@@ -31,6 +31,7 @@ from tokenguard.settings import Config, ConfigError, load_config
 from tokenguard.settings.loader import Problem
 from tokenguard.settings.schema import host_problems
 from tokenguard.web.logs import announce
+from tokenguard.web.metrics import DIR_ENV
 
 LAST_GOOD_ENV = "TOKENGUARD_LAST_GOOD_CONFIG"
 PROBE_TIMEOUT = 60.0  # seconds a throwaway build may take (a replay store's own connect timeouts are shorter)
@@ -95,7 +96,7 @@ def probe(config: Config, timeout: float = PROBE_TIMEOUT) -> str | None:
         status = 1
         try:
             os.close(read_end)
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
+            os.environ[DIR_ENV] = metrics
             problem = _build_problem(config)
             os.write(write_end, ("ok" if not problem else "no" + problem).encode()[:8192])
             status = 0

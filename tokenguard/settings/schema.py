@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 Issue = tuple[str, str]  # (key, problem)
 _URL_ORIGIN = re.compile(r"^https?://[^/?#@\s]+$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
-ENGINES = ("gunicorn",)
+ENGINES = ("uvicorn", "gunicorn")
 #: Engines that were supported once, and why they are refused now (README, "Request integrity").
 RETIRED_ENGINES = {
     "granian": "granian is no longer supported: its WSGI mode reads X_Foo as X-Foo and copies the process "
@@ -97,7 +97,7 @@ def origin_problem(url: str) -> str | None:
 @dataclass(frozen=True)
 class ServerSettings:
     listen: str = "127.0.0.1:8080"
-    engine: str = "gunicorn"
+    engine: str = "uvicorn"
     workers: int = 2
     threads: int = 1
     mode: str = "auth_request"

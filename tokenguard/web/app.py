@@ -7,7 +7,6 @@ start-up. Flask serves only the operator endpoints.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,9 +14,10 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from tokenguard.web import metrics
+from tokenguard.core.verifier import Verifier
 from tokenguard.web.environ import incoming_from_environ
 from tokenguard.web.logs import configure_logging, event
+from tokenguard.web.operations import OPERATIONS, Reply
 from tokenguard.web.service import AuthService
 
 StartResponse = Callable[..., Any]
@@ -48,21 +48,15 @@ def create_app(service: AuthService, *, log_level: str = "info") -> Flask:
     app = Flask("tokenguard")
     app.extensions["tokenguard"] = verifier
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return Response("ok\n", mimetype="text/plain")
+    def view(endpoint: Callable[[Verifier], Reply]) -> Callable[[], Response]:
+        def answer() -> Response:
+            reply = endpoint(verifier)
+            return Response(reply.body, status=reply.status, content_type=reply.content_type)
 
-    @app.get("/readyz")
-    def readyz() -> Response:
-        ready, checks = verifier.readiness()
-        return Response(json.dumps({"ready": ready, "checks": checks}) + "\n", status=200 if ready else 503,
-                        mimetype="application/json")
+        return answer
 
-    @app.get("/metrics")
-    def metrics_view() -> Response:
-        metrics.observe_replay(verifier.replay_health())
-        body, content_type = metrics.exposition()
-        return Response(body, content_type=content_type)
+    for path, endpoint in OPERATIONS.items():
+        app.add_url_rule(path, path.strip("/"), view(endpoint), methods=["GET"])
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Response | HTTPException:  # fail closed, no traceback

@@ -19,7 +19,7 @@ from tokenguard.core.trace import Trace
 from tokenguard.core.verifier import Verifier
 from tokenguard.web import metrics
 from tokenguard.web.adapters import Adapters, Incoming
-from tokenguard.web.logs import Fields, decisions_log, event
+from tokenguard.web.logs import decisions_log, event, log_decision
 from tokenguard.web.responses import Answer, Responder
 
 REQUEST_ID = "X-Request-Id"
@@ -37,7 +37,6 @@ class AuthService:
         self.responder = responder
         self.log_decisions = log_decisions
         self.log_explain = log_explain  # every check of a denied request in its log line (costs a trace each)
-        self._counters: dict[tuple[str, str], Any] = {}
 
     def handles(self, path: str) -> bool:
         return self.adapters.for_path(path) is not None
@@ -74,17 +73,10 @@ class AuthService:
     def _record(self, answer: Answer, elapsed: float, request_id: str, trace: Trace | None = None) -> None:
         decision = answer.decision
         result = decision.outcome.value
-        counter = self._counters.get((result, decision.reason))
-        if counter is None:  # label lookups cost more than the increment: keep each child once
-            counter = self._counters[(result, decision.reason)] = metrics.DECISIONS.labels(
-                result=result, reason=decision.reason)
-        counter.inc()
-        metrics.LATENCY.observe(elapsed)
-        if decision.reason == "replay_store_unavailable":
-            metrics.REPLAY_ERRORS.inc()
+        metrics.record_decision(result, decision.reason, elapsed)
+        failed = decision.outcome is Outcome.UNAVAILABLE
         explain = trace is not None and not decision.allow
-        logged = self.log_decisions or explain or decision.outcome is Outcome.UNAVAILABLE
-        if logged and decisions_log.isEnabledFor(logging.INFO):
+        if (self.log_decisions or explain or failed) and decisions_log.isEnabledFor(logging.INFO):
             # Never the token, the proof, the certificate or the query string: only the decision (and with
             # log_explain the checks: compared values sanitised and truncated, never key material).
             access, route, target = decision.access, decision.route, decision.target
@@ -101,7 +93,7 @@ class AuthService:
                 "latency_ms": round(elapsed * 1000, 3)}
             if explain and trace is not None:
                 line["explain"] = trace.for_log()
-            decisions_log.info(Fields(line))
+            log_decision(line, urgent=failed)
 
 
 def _request_id(incoming: Incoming) -> str:

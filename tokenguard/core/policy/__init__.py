@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tokenguard.core.bindings.base import Binding, Scheme
@@ -71,9 +72,9 @@ class Route:
     public_url: str | None = None
     replay: ReplayMode = ReplayMode.CONSUME
 
-    @property
+    @cached_property
     def offered(self) -> tuple[Scheme, ...]:
-        """The challenges a denial on this route carries, in a fixed order."""
+        """The challenges a denial on this route carries, in a fixed order (worked out once per route)."""
         return tuple(s for s in (Scheme.BEARER, Scheme.DPOP) if self.binding.offers(s))
 
     def matches(self, method: str, host: str, path: str) -> bool:

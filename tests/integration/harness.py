@@ -892,8 +892,17 @@ class DecisionLog:
         self.path = path
         self.offset = path.stat().st_size if path.exists() else 0
 
-    def new(self) -> list[dict[str, object]]:
-        """Decision lines written since the last call."""
+    def new(self, expect: bool = False, timeout: float = 5.0) -> list[dict[str, object]]:
+        """Decision lines written since the last call; with ``expect``, wait for at least one (tokenguard
+        writes its lines in batches, at most 50 ms after the decision)."""
+        deadline = time.monotonic() + timeout
+        found = self._read()
+        while expect and not found and time.monotonic() < deadline:
+            time.sleep(0.01)
+            found = self._read()
+        return found
+
+    def _read(self) -> list[dict[str, object]]:
         with self.path.open("rb") as log:
             log.seek(self.offset)
             data = log.read()

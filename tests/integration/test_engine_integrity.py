@@ -217,6 +217,14 @@ def _unix_get(path: Path, target: str) -> harness.Response:
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
+def _unix_ready(sock: Path) -> bool:
+    """The socket answers /healthz (it may exist a moment before its server listens on it)."""
+    try:
+        return _unix_get(sock, "/healthz").status == 200
+    except OSError:
+        return False
+
+
 def test_unix_socket_listen_behind_the_shipped_nginx(tmp_path: Path, issuer: harness.StubIssuer, engine: str,
                                                      tls_material: harness.TLSMaterial,
                                                      nginx_binary: str) -> None:
@@ -234,7 +242,7 @@ def test_unix_socket_listen_behind_the_shipped_nginx(tmp_path: Path, issuer: har
     process = harness.start_process(
         harness.tokenguard_command(config), name="tokenguard-unix", log_dir=tmp_path / "logs", cwd=harness.REPO,
         env={"TOKENGUARD_SERVER_ENGINE": engine},
-        ready_check=lambda: sock.exists() and _unix_get(sock, "/healthz").status == 200)
+        ready_check=lambda: sock.exists() and _unix_ready(sock))
     upstream = harness.serve_in_thread(harness.EchoHandler)
     try:
         ports = harness.NginxPorts(harness.free_port(), f"unix:{sock}", upstream.port, harness.free_port(),

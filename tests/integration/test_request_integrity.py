@@ -89,7 +89,11 @@ class Stack:
         self.upstream.requests.clear()
         self.log.new()
         response = harness.raw_request(self.port, data, tls=self.tls, cert=cert)
-        return Outcome(response, self.log.new(), list(self.upstream.requests))
+        upstream = list(self.upstream.requests)
+        decided = bool(upstream) or any(name.lower() == "x-auth-error" for name, _ in response.headers)
+        # tokenguard answered (an allow reached the upstream, or its denial came back): its decision line
+        # is on its way (log lines leave in batches, at most 50 ms late)
+        return Outcome(response, self.log.new(expect=decided), upstream)
 
 
 def _start_stack(tmp: Path, proxy: str, engine: str, tls: harness.TLSMaterial) -> Stack:

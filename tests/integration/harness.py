@@ -913,3 +913,21 @@ class DecisionLog:
             if line.startswith(b"{") and b'"event":"decision"' in line:
                 found.append(json.loads(line))
         return found
+
+
+def worker_pids(master: int) -> set[int]:
+    """The live worker processes of a server's master: its children, without multiprocessing's resource
+    tracker (uvicorn's spawned workers start one) and without zombies."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[1]) == master and b"resource_tracker" not in cmdline:
+            found.add(int(entry.name))
+    return found

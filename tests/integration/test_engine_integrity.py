@@ -216,7 +216,6 @@ def _unix_get(path: Path, target: str) -> harness.Response:
                                unix_socket=path)
 
 
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
 def _unix_ready(sock: Path) -> bool:
     """The socket answers /healthz (it may exist a moment before its server listens on it)."""
     try:
@@ -225,6 +224,7 @@ def _unix_ready(sock: Path) -> bool:
         return False
 
 
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_unix_socket_listen_behind_the_shipped_nginx(tmp_path: Path, issuer: harness.StubIssuer, engine: str,
                                                      tls_material: harness.TLSMaterial,
                                                      nginx_binary: str) -> None:

@@ -300,18 +300,7 @@ def test_serve_refuses_memory_store_with_two_workers(tmp_path: Path, issuer: har
 
 
 def _workers(master: int) -> set[int]:
-    """Live children of the gunicorn master (its workers)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z" and int(fields[1]) == master:
-                found.add(int(entry.name))
-    return found
+    return harness.worker_pids(master)
 
 
 @pytest.mark.parametrize("engine", ["gunicorn"])  # uvicorn: tests/integration/test_engines.py

@@ -84,17 +84,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def _workers(master: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] != "Z" and int(fields[1]) == master:
-                found.append(int(entry.name))
-    return sorted(found)
+    return sorted(harness.worker_pids(master))
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))

@@ -79,6 +79,18 @@ def test_a_warning_is_written_at_once_and_close_writes_the_rest(stream: Counting
     assert fields(stream.getvalue())[-1] == {"event": "decision", "n": 3}
 
 
+def test_an_engine_reconfiguring_logging_never_strands_a_line(stream: CountingStream) -> None:
+    """uvicorn's Config runs logging.config.dictConfig, which closes every handler there is: the server's
+    "listening" and reload lines then waited forever in a closed handler's batch (no flusher runs)."""
+    import logging.config
+
+    from tokenguard.serving.uvicorn import LOG_CONFIG
+
+    logging.config.dictConfig(LOG_CONFIG)  # what uvicorn.Config does in the master
+    event("listening", logging.INFO, listen="127.0.0.1:1")
+    assert fields(stream.getvalue()) == [{"event": "listening", "listen": "127.0.0.1:1"}]
+
+
 def test_a_handler_of_the_operators_gets_decisions_through_logging(stream: CountingStream,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     decisions_log.addHandler(caplog.handler)

@@ -89,7 +89,6 @@ def serve(launch: Launch) -> int:
     import uvicorn
     from uvicorn.supervisors.multiprocess import Multiprocess
 
-    configure_logging(launch.config.server.log_level)
     # uvicorn starts its workers afresh (spawn): they read the config the guard accepted last, kept private.
     last_good = launch.config.state_dir / "last-good-config.toml" if launch.path else None
     guard = ConfigGuard(launch.path, launch.workers, launch.config, last_good=last_good)
@@ -107,6 +106,8 @@ def serve(launch: Launch) -> int:
 
     config = uvicorn.Config("tokenguard.serving.uvicorn:create_app", factory=True,
                             **uvicorn_options(launch.listen, launch.workers))
+    # After uvicorn's Config: its logging.config.dictConfig closes every handler there is, ours too.
+    configure_logging(launch.config.server.log_level)
     try:
         socket = config.bind_socket()
     except SystemExit:  # uvicorn logged why (address in use, ...)

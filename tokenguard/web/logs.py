@@ -103,7 +103,9 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             self._start()
         self._pending.append(line)
         self._size += len(line)
-        if urgent or self._size >= self.limit:
+        # Closed (``logging.config.dictConfig`` closes every handler, e.g. an engine configuring its own
+        # loggers) but still attached: no flusher runs any more, so every line goes out at once.
+        if urgent or self._size >= self.limit or self._stopped.is_set():
             self.flush()
 
     def flush(self) -> None:

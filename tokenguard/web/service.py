@@ -7,6 +7,7 @@ an :class:`~tokenguard.web.adapters.Incoming` to :meth:`AuthService.handle` and 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -96,9 +97,28 @@ class AuthService:
             log_decision(line, urgent=failed)
 
 
+class _RequestIds:
+    """New request ids: a random prefix per process and a counter (unique without a system call each;
+    an id names a log line, it is not a secret). A forked worker draws its own prefix."""
+
+    prefix = os.urandom(8).hex()
+    count = itertools.count()
+
+    @classmethod
+    def new(cls) -> str:
+        return f"{cls.prefix}{next(cls.count):016x}"
+
+    @classmethod
+    def reseed(cls) -> None:
+        cls.prefix, cls.count = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_RequestIds.reseed)
+
+
 def _request_id(incoming: Incoming) -> str:
     """The proxy's ``X-Request-Id`` if it is one plausible id (never arbitrary bytes into a log), else a new one."""
     values = incoming.headers.values(REQUEST_ID)
     if len(values) == 1 and _REQUEST_ID.fullmatch(values[0]):
         return values[0]
-    return os.urandom(16).hex()
+    return _RequestIds.new()

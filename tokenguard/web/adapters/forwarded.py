@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from tokenguard.core.cache import BoundedCache
 from tokenguard.core.errors import InvalidRequest
 from tokenguard.core.request import ClientCertificate, Target
 from tokenguard.web.adapters import Incoming
@@ -36,6 +37,10 @@ _FORWARDED_FIELDS = ("host", "x-forwarded-proto", "x-forwarded-host", "x-forward
                      "x-forwarded-uri")
 #: tokenguard's answer sets ``X-Auth-*`` on the request the upstream gets.
 _IDENTITY_PREFIX = "x-auth-"
+#: Validated targets by their parts: a service sees the same few URLs all day, and parsing one costs more
+#: than the lookup. Bounded in bytes too, as the parts are the client's (an entry holds ~3 copies of them).
+_TARGETS_MAX_ENTRIES = 4096
+_TARGETS_MAX_BYTES = 2 << 20
 
 
 @lru_cache(maxsize=16)
@@ -122,10 +127,12 @@ class ForwardedRequestReader:
     limits: HeaderLimits = field(default_factory=HeaderLimits)
     #: Lower-case names of the fields tokenguard believes from a proxy (built once).
     guarded: frozenset[str] = field(init=False, repr=False)
+    _targets: BoundedCache[tuple[str, str, str | None, str], Target] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = {*_FORWARDED_FIELDS, self.cert_header, self.method_header, self.uri_header}
         object.__setattr__(self, "guarded", frozenset(name.lower() for name in names))
+        object.__setattr__(self, "_targets", BoundedCache(_TARGETS_MAX_ENTRIES, _TARGETS_MAX_BYTES))
 
     def admit(self, incoming: Incoming) -> Admission:
         """Apply tokenguard's limits and name rules to the whole header block; the credentials, and
@@ -187,7 +194,16 @@ class ForwardedRequestReader:
             authority = self.single(incoming, "X-Forwarded-Host", "bad_forwarded_host") or authority
             port = self.single(incoming, "X-Forwarded-Port", "bad_forwarded_port")
         host, own_port = split_host_port(authority or "localhost")
-        return Target.from_parts(scheme, host, own_port if own_port is not None else port, request_uri)
+        return self._target(scheme, host, own_port if own_port is not None else port, request_uri)
+
+    def _target(self, scheme: str, host: str, port: str | None, request_uri: str) -> Target:
+        """:meth:`Target.from_parts`, remembered for valid parts (a refusal is recomputed: it is rare)."""
+        key = (scheme, host, port, request_uri)
+        target = self._targets.get(key)
+        if target is None:
+            target = Target.from_parts(scheme, host, port, request_uri)
+            self._targets.put(key, target, 3 * (len(host) + len(request_uri)) + 400)
+        return target
 
     def client_cert(self, incoming: Incoming, trusted: bool) -> ClientCertificate | None:
         """The certificate in the configured header, from a trusted proxy only."""

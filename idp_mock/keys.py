@@ -3,7 +3,8 @@
 States: ``current`` (signs), ``next`` (published in the JWKS, not yet signing), ``retired`` (no longer
 signs, still published until every token it signed has expired). ``rotate()`` stages a ``next`` key;
 it becomes ``current`` after ``rotation_grace`` seconds, or at once on a second ``rotate()``. So a
-verifier that sees a new ``kid`` can always find it at ``jwks_uri`` (RFC 9068 §4, spec JWT-RS-09).
+verifier that sees a new ``kid`` can always find it at ``jwks_uri`` (RFC 9068 §4;
+docs/conformance-cases.md, JWT-RS-09).
 
 The file is shared by every worker process: writes take an ``flock`` and replace the file atomically;
 readers reload it when it changes.

@@ -70,15 +70,51 @@ def test_the_sample_config_documents_every_key_with_its_default(section: str) ->
             assert shown == _plain(getattr(defaults, key)), f"[{section}] {key}: {shown!r} is not the default"
 
 
-def test_the_readme_configuration_table_has_every_key() -> None:
+#: README rows whose default is a description, not a value: the schema's empty default stands for one
+#: computed at run time or for a required value. The test checks that these defaults really are empty.
+_DESCRIBED_DEFAULTS = {"server.state_dir", "token.audience", "issuer[].issuer", "issuer[].jwks_uri",
+                       "issuer[].audience", "issuer[].introspection_endpoint", "dpop.nonce_secret", "route[].name"}
+_README_ROW = re.compile(r"^\| `([a-z_]+(?:\[\])?\.[a-z_]+)` \| (.+?) \| .+ \|$")
+
+
+def _readme_configuration_rows() -> dict[str, str]:
+    """README "Configuration" table: full key (``route[].path``) -> its default cell, one row per key."""
     readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("| key | default | meaning |"):readme.index("## CLI")]
+    table = readme[readme.index("| key | default | meaning |"):readme.index("## Replay store")]
+    rows: dict[str, str] = {}
+    for line in table.strip().splitlines()[2:]:
+        match = _README_ROW.match(line)
+        assert match is not None, f"not a '| `section.key` | default | meaning |' row: {line[:80]}"
+        assert match.group(1) not in rows, f"{match.group(1)} has two rows"
+        rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def _shown_default(cell: str) -> Any:
+    """The value a default cell starts with: TOML (`60`, `true`, `[]`, `""`) or a bare string (`uvicorn`)."""
+    literal = re.match(r"^`([^`]*)`", cell)
+    assert literal is not None, f"the default {cell!r} does not start with a `value`"
+    try:
+        return tomllib.loads(f"v = {literal.group(1)}")["v"]
+    except tomllib.TOMLDecodeError:
+        return literal.group(1)
+
+
+def test_the_readme_configuration_table_lists_every_key_with_its_default() -> None:
+    rows = _readme_configuration_rows()
+    expected: dict[str, Any] = {}
     for section, cls in _classes().items():
         prefix = f"{section}[]." if section in ("issuer", "route") else f"{section}."
-        for field in dataclasses.fields(cls):
-            base = field.name.removesuffix("_file")  # "`dpop.nonce_secret` / `_file`" documents both
-            shown = field.name in table if base == field.name else f"{base}` / `_file`" in table
-            assert shown, f"{prefix}{field.name} is not in the README's configuration table"
+        defaults = cls()
+        expected.update({prefix + f.name: getattr(defaults, f.name) for f in dataclasses.fields(cls)})
+    assert sorted(set(expected) - set(rows)) == [], "keys missing from the README's configuration table"
+    assert sorted(set(rows) - set(expected)) == [], "README rows for keys that do not exist"
+    for key, cell in rows.items():
+        if key in _DESCRIBED_DEFAULTS:
+            assert expected[key] in ("", ()), f"{key}: the README describes its default, but it is {expected[key]!r}"
+        else:
+            shown = _shown_default(cell)
+            assert shown == _plain(expected[key]), f"{key}: README says {cell}, default is {expected[key]!r}"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,

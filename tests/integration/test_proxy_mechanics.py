@@ -10,8 +10,10 @@ is deterministic.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -19,6 +21,7 @@ from urllib.parse import unquote
 
 import harness
 import pytest
+from support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -552,14 +555,15 @@ def test_harness_redis_server(redis_server: harness.ManagedProcess) -> None:
     assert client.config_get("appendonly")["appendonly"] == "no"
 
 
-def test_nginx_with_real_tokenguard_denies_without_token(
+@contextmanager
+def real_tokenguard_behind_nginx(
     tmp_path: Path,
     tls_material: harness.TLSMaterial,
     echo_upstream: harness.ThreadedServer,
     start_tokenguard: Callable[..., harness.ManagedProcess],
-) -> None:
-    """Smoke test of the start_tokenguard fixture: the real service (2 workers) behind the shipped
-    nginx config denies a token-less request with its challenge on one line, exactly once."""
+) -> Iterator[tuple[str, harness.ManagedProcess, Path]]:
+    """The real service (2 workers, any bearer token route) behind the shipped nginx config: yields the
+    nginx base URL, the tokenguard process (its log holds the decision lines) and nginx's prefix."""
     if harness.require_binary("nginx") is None:
         pytest.skip("nginx is not installed (apt-get install nginx)")
     port = harness.free_port()
@@ -570,7 +574,7 @@ def test_nginx_with_real_tokenguard_denies_without_token(
         '[[issuer]]\nissuer = "http://127.0.0.1:9"\njwks_uri = "http://127.0.0.1:9/jwks"\n'
         '[[route]]\npath = "/*"\nbinding = "any"\n'
     )
-    start_tokenguard(config, port, workers=2)
+    tokenguard = start_tokenguard(config, port, workers=2)
     ports = harness.NginxPorts(
         listen=harness.free_port(),
         verifier=port,
@@ -578,15 +582,51 @@ def test_nginx_with_real_tokenguard_denies_without_token(
         idp_listen=harness.free_port(),
         idp=echo_upstream.port,
     )
-    proc = harness.start_nginx(tmp_path / "nginx", ports, tls_material)
+    prefix = tmp_path / "nginx"
+    proc = harness.start_nginx(prefix, ports, tls_material)
     try:
+        yield f"https://localhost:{ports.listen}", tokenguard, prefix
+    finally:
+        proc.stop()
+
+
+def test_nginx_with_real_tokenguard_denies_without_token(
+    tmp_path: Path,
+    tls_material: harness.TLSMaterial,
+    echo_upstream: harness.ThreadedServer,
+    start_tokenguard: Callable[..., harness.ManagedProcess],
+) -> None:
+    """Smoke test of the start_tokenguard fixture: the real service (2 workers) behind the shipped
+    nginx config denies a token-less request with its challenge on one line, exactly once."""
+    with real_tokenguard_behind_nginx(tmp_path, tls_material, echo_upstream, start_tokenguard) as (base, _, _):
         echo_upstream.requests.clear()
-        resp = harness.request("GET", f"https://localhost:{ports.listen}/r", ca=tls_material.ca_path)
+        resp = harness.request("GET", f"{base}/r", ca=tls_material.ca_path)
         assert resp.status == 401
         challenge = resp.one("WWW-Authenticate")
         assert challenge is not None and "Bearer" in challenge and "DPoP" in challenge and "algs=" in challenge
         assert resp.one("X-Auth-Error")
         assert resp.one("Cache-Control") == "no-store"
         assert echo_upstream.requests == []
-    finally:
-        proc.stop()
+
+
+def test_nginx_request_id_ties_tokenguard_decision_to_nginx_log(
+    tmp_path: Path,
+    tls_material: harness.TLSMaterial,
+    echo_upstream: harness.ThreadedServer,
+    start_tokenguard: Callable[..., harness.ManagedProcess],
+) -> None:
+    """The shipped config sends nginx's $request_id as X-Request-Id: tokenguard's decision line and
+    nginx's access-log line name the same request, and a client's own X-Request-Id (passed through
+    before) is never the id tokenguard logs."""
+    with real_tokenguard_behind_nginx(tmp_path, tls_material, echo_upstream, start_tokenguard) as (base, tg, prefix):
+        decisions = harness.DecisionLog(tg.log_path)
+        resp = harness.request("GET", f"{base}/r", headers=[("X-Request-Id", "client-chosen-id")],
+                               ca=tls_material.ca_path)
+        assert resp.status == 401
+        (decision,) = decisions.new(expect=True)
+        request_id = decision["request_id"]
+        assert isinstance(request_id, str) and re.fullmatch(r"[0-9a-f]{32}", request_id), request_id
+        access_log = prefix / "logs" / "access.log"
+        wait_for(lambda: f"rid={request_id} " in access_log.read_text(), "nginx's access-log line with that id")
+        (line,) = [line for line in access_log.read_text().splitlines() if '"GET /r HTTP' in line]
+        assert f"rid={request_id} " in line and " 401 " in line

@@ -1,8 +1,8 @@
 """The suite's own mini authorization server (the ``--issuer`` the verifier is told to trust).
 
 Serves RFC 8414 metadata, a JWKS (``as-1``; ``as-2`` too after :meth:`MiniIssuer.rotate`,
-spec JWT-RS-09) and an RFC 7662 introspection endpoint whose answers the cases script per
-opaque token (BIND-RS-10, MTLS-RS-09, JWT-RS-13). It counts JWKS fetches so that refresh
+docs/conformance-cases.md, JWT-RS-09) and an RFC 7662 introspection endpoint whose answers the cases
+script per opaque token (BIND-RS-10, MTLS-RS-09, JWT-RS-13). It counts JWKS fetches so that refresh
 behaviour (JWT-RS-09/10) is observable from outside the verifier.
 """
 

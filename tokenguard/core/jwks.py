@@ -14,9 +14,10 @@ The key set's state for the whole host, a :class:`KeyRecord`, lives in a :class:
 private file per issuer under the state directory (:mod:`tokenguard.keysets`), read at start so that a
 restart or a reload with the issuer down keeps serving, and behind a host-wide lock so that one process
 fetches an issuer at a time while the others adopt its result. Back-off and the unknown-``kid``
-cool-down are therefore host-wide too: a flood of random kids costs one fetch per cool-down (spec
-JWT-RS-10). Keys serve until they are ``max_stale`` old; then the verifier fails closed and ``/readyz``
-says why. Without ``background`` (tests, the mock IdP) the same cycle runs inline on the request path.
+cool-down are therefore host-wide too: a flood of random kids costs one fetch per cool-down
+(docs/conformance-cases.md, JWT-RS-10). Keys serve until they are ``max_stale`` old; then the verifier
+fails closed and ``/readyz`` says why. Without ``background`` (tests, the mock IdP) the same cycle runs
+inline on the request path.
 """
 
 from __future__ import annotations

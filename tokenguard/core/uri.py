@@ -2,7 +2,7 @@
 
 RFC 9449 §4.3 (9) compares ``htu`` with the target URI "without query and fragment", after syntax- and
 scheme-based normalisation. Path case, trailing slashes and encoded reserved characters (``%2F``) are
-significant and left alone (spec rule R-03).
+significant and left alone (docs/rules.md, R-03).
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ def register_format(name: str) -> Callable[[Callable[[str], bytes | None]], Call
 @register_format("escaped-pem")
 def _escaped_pem(value: str) -> bytes | None:
     text = unquote(value)
-    # Some proxies hand over the bare base64 DER in the same header (spec MTLS-RS-04 (d)).
+    # Some proxies hand over the bare base64 DER in the same header
+    # (docs/conformance-cases.md, MTLS-RS-04 (d)).
     return _der_from_pem(text) if "-----BEGIN" in text else _der_from_base64(text)
 
 

@@ -154,6 +154,22 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     return False
 
 
+def wait_serving(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    """``/readyz`` answers 200: keys loaded and the replay store past a new store's guard (a brand-new
+    store refuses proofs issued in its first iat_future seconds, which would make the row's first block
+    all non-2xx)."""
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
 def start_app(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return peer.start(cmd, log, env={"PYTHONPATH": str(BENCH), **(env or {})}, cwd=ROOT)
 
@@ -281,6 +297,8 @@ def run_once(args: argparse.Namespace, tmp: Path, run: int) -> list[dict[str, An
             assert row.proc is not None
             if not wait_ready(f"http://127.0.0.1:{row.app_port}/healthz", row.proc):
                 raise RuntimeError(f"{row.label}: did not start; log:\n{(tmp / f'app-{n}.log').read_text()[-3000:]}")
+            if "tokenguard" in row.cmd and not wait_serving(f"http://127.0.0.1:{row.app_port}/readyz", row.proc):
+                raise RuntimeError(f"{row.label}: not ready; log:\n{(tmp / f'app-{n}.log').read_text()[-3000:]}")
         pids = {id(row): {"app": row.proc.pid, "nginx": nginx_pid, **row.extra_pids}
                 for row in rows if row.proc is not None}
         blocks = max(1, args.duration // args.block)

@@ -100,3 +100,32 @@ def test_unreachable_authorization_server_exits_3(capsys: pytest.CaptureFixture[
     url = f"http://127.0.0.1:{free_port()}/.well-known/oauth-authorization-server"
     assert main(["--as-metadata", url, "--as-client", "confidential:c:s"]) == 3
     assert f"cannot fetch the AS metadata {url}" in capsys.readouterr().err
+
+
+class RefusingAtFirst:
+    """A verifier whose first DPoP answers are a refusal that passes by itself (tokenguard's new replay store
+    in its first seconds; a key fetch in back-off looks the same with ``jwks_unavailable``)."""
+
+    def __init__(self, app: Any, reason: str, times: int) -> None:
+        self.app, self.reason, self.left = app, reason, times
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if "HTTP_DPOP" in environ and self.left > 0:
+            self.left -= 1
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'DPoP error="invalid_dpop_proof"'),
+                                                ("X-Auth-Error", self.reason), ("Content-Length", "0")])
+            return [b""]
+        return self.app(environ, start_response)
+
+
+@pytest.mark.parametrize("reason", ["replay_store_reset", "jwks_unavailable"])
+def test_a_refusal_that_passes_by_itself_is_waited_out(serve: Callable[[Any], str], reason: str) -> None:
+    """`make run`'s order (verifier first, then the suite) met a brand-new replay store or a key fetch still in
+    back-off from before the suite's issuer listened: the pre-flight stopped the run (exit 3) although
+    waiting a few seconds was all it took."""
+    issuer = f"http://127.0.0.1:{free_port()}"
+    app = RefusingAtFirst(BrokenVerifier(issuer=issuer), reason, times=2)
+    base = serve(app)
+    results = run_suite("--verifier", f"{base}/auth", "--issuer", issuer, "--algs", "ES256 PS256 EdDSA",
+                        "--only", "HDR-RS-01")
+    assert app.left == 0 and [r.id for r in results] == ["HDR-RS-01"]

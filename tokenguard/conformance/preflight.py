@@ -131,13 +131,26 @@ def _refused_valid_token(resp: Response, fx: Fixture, ctx: RsContext, before: tu
                    "and the verifier's log" + (f" for reason {reason}" if reason else ""), fx.token_toml())
 
 
-def _await_key_refresh(ctx: RsContext, send: Callable[[], Response], resp: Response) -> Response:
-    """The verifier still holds an earlier run's keys and its refresh cool-down has not passed:
-    retry (each request mints a fresh token) until it refreshes, at most --jwks-cooldown + 5 s."""
-    print(f"conformance: pre-flight: the verifier does not know this run's signing key yet (an earlier run's "
-          f"keys are cached); waiting up to {ctx.knobs.jwks_cooldown + 5} s for its JWKS refresh", file=sys.stderr)
-    deadline = time.monotonic() + ctx.knobs.jwks_cooldown + 5
-    while resp.status != 200 and resp.reason_code() == "token_unknown_kid" and time.monotonic() < deadline:
+#: Refusals of a valid request that pass by themselves: the verifier's key fetch for the suite's issuer
+#: (started a moment ago) is in its back-off, or its replay store is brand new and refuses proofs issued in
+#: its first seconds (tokenguard: ``jwks_unavailable``, ``replay_store_reset``). Seconds to wait for each.
+_TRANSIENT = {"jwks_unavailable": 40, "introspection_unavailable": 40, "replay_store_reset": 20}
+
+
+def _await_transient(ctx: RsContext, send: Callable[[], Response], resp: Response) -> Response:
+    """Retry (each request mints a fresh token and proof) while the refusal is one that passes by itself:
+    an earlier run's keys still cached (until the JWKS refresh cool-down), a key fetch in back-off, a new
+    replay store's first seconds."""
+    reason = resp.reason_code() or ""
+    waits = {"token_unknown_kid": ctx.knobs.jwks_cooldown + 5, **_TRANSIENT}
+    if reason not in waits:
+        return resp
+    why = {"token_unknown_kid": "does not know this run's signing key yet (an earlier run's keys are cached)",
+           "replay_store_reset": "has a brand-new replay store, which refuses proofs issued in its first seconds"}
+    print(f"conformance: pre-flight: the verifier {why.get(reason, 'cannot fetch keys yet (' + reason + ')')}; "
+          f"waiting up to {waits[reason]} s", file=sys.stderr)
+    deadline = time.monotonic() + waits[reason]
+    while resp.status != 200 and resp.reason_code() == reason and time.monotonic() < deadline:
         time.sleep(1)
         try:
             resp = send()
@@ -188,8 +201,8 @@ def run(ctx: RsContext, fx: Fixture) -> list[Finding]:
                        ("a valid DPoP-bound token with its proof", lambda: ctx.b_dpop()),
                        ("a valid certificate-bound token with its certificate", lambda: ctx.b_mtls())):
         resp = ask(send)
-        if resp is not None and resp.status != 200 and resp.reason_code() == "token_unknown_kid":
-            resp = _await_key_refresh(ctx, send, resp)
+        if resp is not None and resp.status != 200:
+            resp = _await_transient(ctx, send, resp)
         if resp is None:
             return findings
         if resp.status != 200:

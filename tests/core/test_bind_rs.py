@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenguard.core.request import AuthRequest
+from tokenguard.core.request import AuthRequest, ClientCertificate
 
 from .helpers import (
     AUD,
@@ -15,6 +15,7 @@ from .helpers import (
     assert_400star,
     assert_allowed,
     assert_D,
+    cert_der,
     challenges,
     public_key_jwk,
     sha256_b64u,
@@ -25,6 +26,14 @@ from .helpers import (
 
 def test_BIND_RS_01_ath_of_other_token(env: Env) -> None:
     d = env.decide(env.b_dpop(env.proof({"ath": sha256_b64u(env.at_b.encode())})))
+    assert_D(d, "invalid_dpop_proof", "dpop_ath_mismatch")
+
+
+@pytest.mark.parametrize("ath", ["é" * 43, "\u2603", 43, None])
+def test_BIND_RS_01b_ath_not_an_ascii_string_is_a_mismatch(env: Env, ath: object) -> None:
+    """A non-ASCII ``ath`` made ``hmac.compare_digest`` raise TypeError: the request failed closed as an
+    internal error (500) instead of the RFC answer."""
+    d = env.decide(env.b_dpop(env.proof({"ath": ath})))
     assert_D(d, "invalid_dpop_proof", "dpop_ath_mismatch")
 
 
@@ -90,6 +99,15 @@ def test_BIND_RS_09_unusable_cnf(env: Env, case: str, scheme: str) -> None:
     assert d.status == 401 and d.error == "invalid_token"
     assert challenges(d)[scheme.lower()].get("error") == "invalid_token"
     assert d.reason == ("token_double_binding" if case.startswith("a") else "token_unknown_cnf")
+
+
+def test_BIND_RS_09c_non_ascii_certificate_thumbprint_is_malformed(env: Env) -> None:
+    """A ``cnf`` ``x5t#S256`` with non-ASCII characters made ``hmac.compare_digest`` raise TypeError (an
+    internal error, 500) when the presented certificate was compared with it."""
+    token = env.token({"cnf": {"x5t#S256": "é" * 43}})
+    d = env.decide(AuthRequest.for_url("GET", URL, authorization=(f"Bearer {token}",),
+                                       client_cert=ClientCertificate(cert_der(env.keys.CERT1))))
+    assert d.status == 401 and d.error == "invalid_token" and d.reason == "token_bad_cnf"
 
 
 OPAQUE = "opaque-dpop-token-1"

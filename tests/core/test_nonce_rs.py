@@ -35,10 +35,14 @@ def test_NONCE_RS_02_retry_with_nonce(nenv: Env) -> None:
     assert len(header_values(d, "DPoP-Nonce")) <= 1
 
 
-@pytest.mark.parametrize("case", ["made-up", "expired"], ids=lambda c: f"NONCE-RS-03-{c}")
+@pytest.mark.parametrize("case", ["made-up", "expired", "non-ascii"], ids=lambda c: f"NONCE-RS-03-{c}")
 def test_NONCE_RS_03_bad_nonce(nenv: Env, case: str) -> None:
+    """``non-ascii``: a 43-character nonce with non-ASCII characters made ``hmac.compare_digest`` raise
+    TypeError, so the request failed closed as an internal error instead of asking for a nonce."""
     if case == "made-up":
         nonce = "not-a-server-nonce"
+    elif case == "non-ascii":
+        nonce = "é" * 43
     else:
         nonce = assert_nonce(nenv.decide(nenv.b_dpop()))
         nenv.clock.advance(nenv.nonces.lifetime + 1)

@@ -6,6 +6,7 @@ hash until its ``exp``: its signature cannot change, while time-based checks run
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenguard.core.b64 import b64url_encode
 from tokenguard.core.errors import InvalidToken, VerifierUnavailable, safe_text
 from tokenguard.core.introspection import Introspector
 from tokenguard.core.jwks import JwksCache
@@ -45,6 +47,9 @@ class AccessToken:
     issuer: str
     claims: Mapping[str, Any] = field(repr=False)
     source: str  # "jwt" or "introspection"
+    #: RFC 9449 §4.2 ``ath`` of this token: base64url SHA-256 of its ASCII text (the same hash as the
+    #: cache key, so a DPoP proof's ``ath`` is compared without hashing the token again)
+    ath: str = ""
 
     @property
     def cnf(self) -> Any:
@@ -137,6 +142,7 @@ class AccessTokenValidator:
             result = self._introspect(token, trace)
         else:
             raise InvalidToken("token_malformed", "Access token is not a JWT")
+        result = dataclasses.replace(result, ath=b64url_encode(digest))
         if result.source == "jwt":  # introspection results live in the introspector's own TTL cache
             with self._lock:
                 self._cache[digest] = result

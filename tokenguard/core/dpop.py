@@ -200,11 +200,13 @@ class DpopVerifier:
         return alg, key, jkt
 
     def verify(self, proofs: Sequence[str], *, htm: str, htu: str, access_token: str | None = None,
-               require_nonce: bool = False, consume: bool = True, trace: Trace | None = None) -> DpopProof:
+               ath: str | None = None, require_nonce: bool = False, consume: bool = True,
+               trace: Trace | None = None) -> DpopProof:
         """Check the request's DPoP header value(s) for a request to ``htm htu``.
 
         ``htu`` is the external target URI (already known to be absolute). With ``access_token`` the
-        proof must carry its ``ath`` (§4.3 (12), §7). With ``require_nonce`` a valid server nonce is
+        proof must carry its ``ath`` (§4.3 (12), §7); ``ath`` is that value already computed (a validated
+        token carries it), and takes its place. With ``require_nonce`` a valid server nonce is
         mandatory (§8, §9, §11.3). ``consume`` records the ``jti`` in the replay store (§11.1); a
         read-only ``trace`` (``explain``) only asks the store whether it was seen.
         """
@@ -239,7 +241,9 @@ class DpopVerifier:
             raise InvalidDpopProof("dpop_malformed", f"DPoP proof is not a well-formed JWT: {exc}") from exc
         claims = jws.payload
         # (3) required claims
-        required = ("jti", "htm", "htu", "iat", "ath") if access_token is not None else ("jti", "htm", "htu", "iat")
+        if ath is None and access_token is not None:
+            ath = ath_for(access_token)
+        required = ("jti", "htm", "htu", "iat", "ath") if ath is not None else ("jti", "htm", "htu", "iat")
         missing = [name for name in required if name not in claims]
         if trace is not None:
             trace.add("well-formed JWT", f"{S43} (2)", True, "header.payload.signature, JSON objects", "ok")
@@ -350,11 +354,11 @@ class DpopVerifier:
             if early:
                 raise InvalidDpopProof("dpop_not_yet_valid", "DPoP proof is not yet valid")
         # (12) ath binds the proof to the access token (§4.2, §7); cnf.jkt is the caller's check
-        if access_token is not None:
-            ath, expected_ath = claims["ath"], ath_for(access_token)
-            ok = isinstance(ath, str) and hmac.compare_digest(ath, expected_ath)
+        if ath is not None:
+            got_ath = claims["ath"]
+            ok = isinstance(got_ath, str) and got_ath.isascii() and hmac.compare_digest(got_ath, ath)
             if trace is not None:
-                trace.add("ath", f"{S43} (12), §4.2", ok, f"{expected_ath} (SHA-256 of the access token)", ath)
+                trace.add("ath", f"{S43} (12), §4.2", ok, f"{ath} (SHA-256 of the access token)", got_ath)
             if not ok:
                 raise InvalidDpopProof("dpop_ath_mismatch", "DPoP proof ath does not match the access token")
         # §11.1 replay: the jti, scoped to the key, may be used once within the window

@@ -52,7 +52,7 @@ class NonceIssuer:
     def issued_since(self, nonce: object) -> float | None:
         """When a valid nonce began to be handed out (the start of its step), else None: a proof that
         carries it cannot have been made earlier (the replay store's epoch rule uses this)."""
-        if not isinstance(nonce, str) or len(nonce) != 43:
+        if not isinstance(nonce, str) or len(nonce) != 43 or not nonce.isascii():  # compare_digest needs ASCII
             return None
         current = int(self._clock() // self.step)
         for back in range(self.accept_steps + 1):

@@ -146,7 +146,7 @@ class Verifier:
                 method, thumbprint = self.bindings.for_cnf(access.cnf)
             else:
                 method, thumbprint = self.bindings.traced_for_cnf(access.cnf, trace)
-            confirmation = method.confirm(request, route, scheme, token, thumbprint, trace)
+            confirmation = method.confirm(request, route, scheme, access, thumbprint, trace)
             scopes = access.scopes
             route.authorize(scopes, access.claims, trace)
         except OAuthError as exc:

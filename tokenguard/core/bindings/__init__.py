@@ -18,6 +18,7 @@ from tokenguard.core.bindings.base import Binding, Scheme
 from tokenguard.core.errors import InvalidToken
 
 if TYPE_CHECKING:
+    from tokenguard.core.access_token import AccessToken
     from tokenguard.core.policy import Route
     from tokenguard.core.request import AuthRequest
     from tokenguard.core.trace import Trace
@@ -43,7 +44,7 @@ class BindingMethod(Protocol):
         """The ``cnf`` member that selects this binding (RFC 7800 §3.1), or None for unbound tokens."""
         ...
 
-    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
+    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, access: AccessToken,
                 thumbprint: str | None, trace: Trace | None = None) -> Confirmation:
         """Prove the caller holds the key ``thumbprint`` names, or raise the RFC error; report to ``trace``."""
         ...
@@ -76,7 +77,7 @@ class Bindings:
         if len(cnf) > 1:
             raise InvalidToken("token_double_binding", "Access token is bound both to a DPoP key and a certificate")
         member, value = next(iter(cnf.items()))
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or not value.isascii():  # thumbprints are base64url
             raise InvalidToken("token_bad_cnf", "Access token confirmation claim is malformed")
         return self.by_member[member], value
 

@@ -9,6 +9,7 @@ from tokenguard.core.bindings.base import Binding, Scheme
 from tokenguard.core.errors import InvalidRequest, InvalidToken
 
 if TYPE_CHECKING:
+    from tokenguard.core.access_token import AccessToken
     from tokenguard.core.policy import Route
     from tokenguard.core.request import AuthRequest
     from tokenguard.core.trace import Trace
@@ -18,7 +19,7 @@ class BearerBinding:
     binding = Binding.BEARER
     cnf_member = None
 
-    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
+    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, access: AccessToken,
                 thumbprint: str | None, trace: Trace | None = None) -> Confirmation:
         if trace is not None:
             trace.add("scheme", "RFC 9449 §7.1", scheme is Scheme.BEARER, "Authorization: Bearer (the token has no "

@@ -11,6 +11,7 @@ from tokenguard.core.errors import InvalidRequest, InvalidToken
 from tokenguard.core.policy import ReplayMode
 
 if TYPE_CHECKING:
+    from tokenguard.core.access_token import AccessToken
     from tokenguard.core.policy import Route
     from tokenguard.core.request import AuthRequest
     from tokenguard.core.trace import Trace
@@ -23,7 +24,7 @@ class DpopBinding:
     def __init__(self, verifier: DpopVerifier) -> None:
         self.verifier = verifier
 
-    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
+    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, access: AccessToken,
                 thumbprint: str | None, trace: Trace | None = None) -> Confirmation:
         if trace is not None:
             trace.add("scheme", "RFC 9449 §7.1", scheme is Scheme.DPOP, "Authorization: DPoP (the token is DPoP-bound)",
@@ -41,7 +42,7 @@ class DpopBinding:
                       f"{len(request.dpop)} DPoP header(s)")
         if not request.dpop:  # §7.1: the DPoP scheme requires a proof
             raise InvalidRequest("dpop_proof_missing", "DPoP proof is missing")
-        proof = self.verifier.verify(request.dpop, htm=request.method, htu=request.target.htu, access_token=token,
+        proof = self.verifier.verify(request.dpop, htm=request.method, htu=request.target.htu, ath=access.ath,
                                      require_nonce=route.dpop_nonce, consume=route.replay is ReplayMode.CONSUME,
                                      trace=trace)
         ok = proof.jkt == thumbprint

@@ -11,6 +11,7 @@ from tokenguard.core.bindings.base import Binding, Scheme
 from tokenguard.core.errors import InvalidRequest, InvalidToken
 
 if TYPE_CHECKING:
+    from tokenguard.core.access_token import AccessToken
     from tokenguard.core.policy import Route
     from tokenguard.core.request import AuthRequest, ClientCertificate
     from tokenguard.core.trace import Trace
@@ -45,7 +46,7 @@ class MtlsBinding:
     binding = Binding.MTLS
     cnf_member = "x5t#S256"
 
-    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, token: str,
+    def confirm(self, request: AuthRequest, route: Route, scheme: Scheme, access: AccessToken,
                 thumbprint: str | None, trace: Trace | None = None) -> Confirmation:
         if trace is not None:
             trace.add("scheme", "RFC 8705 §3", scheme is Scheme.BEARER, "Authorization: Bearer (the token is "

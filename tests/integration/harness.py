@@ -931,3 +931,53 @@ def worker_pids(master: int) -> set[int]:
         if fields[0] != "Z" and int(fields[1]) == master and b"resource_tracker" not in cmdline:
             found.add(int(entry.name))
     return found
+
+
+class Hammer:
+    """Calls ``call`` over and over from ``threads`` threads while the ``with`` block runs (a reload, a
+    failover), keeping every answer and every exception: the block's effect on requests in flight."""
+
+    def __init__(self, call: Callable[[], int], threads: int = 1) -> None:
+        self.call = call
+        self.answered: list[int] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answered.append(self.call())
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                self.errors.append(exc)
+
+    def __enter__(self) -> Hammer:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+#: Routes of the hostile-framing tests: each framing must be decided on the route the upstream receives.
+INTEGRITY_ROUTES = """
+[[route]]
+name = "admin"
+path = "/admin/*"
+scopes = ["admin"]
+[[route]]
+name = "mtls"
+path = "/mtls/*"
+binding = "mtls"
+[[route]]
+name = "dpop"
+path = "/dpop/*"
+binding = "dpop"
+[[route]]
+name = "catch-all"
+path = "*"
+binding = "any"
+"""

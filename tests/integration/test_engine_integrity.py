@@ -31,24 +31,7 @@ from tokenguard.serving import ENGINES
 pytestmark = pytest.mark.integration
 
 ENGINE_NAMES = sorted(ENGINES)
-ROUTES = """
-[[route]]
-name = "admin"
-path = "/admin/*"
-scopes = ["admin"]
-[[route]]
-name = "mtls"
-path = "/mtls/*"
-binding = "mtls"
-[[route]]
-name = "dpop"
-path = "/dpop/*"
-binding = "dpop"
-[[route]]
-name = "catch-all"
-path = "*"
-binding = "any"
-"""
+ROUTES = harness.INTEGRITY_ROUTES
 CADDY_CERT = '[mtls]\ncert_header = "X-Forwarded-Tls-Client-Cert"\ncert_format = "base64-der"\n'
 PUBLIC = "https://api.test"
 

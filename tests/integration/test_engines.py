@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -195,21 +194,7 @@ def test_sighup_on_the_default_engine_through_nginx_drops_nothing(
 
     try:
         assert status("/a") == 200 and status("/b") == 403
-        answered: list[int] = []
-        errors: list[BaseException] = []
-        stop = threading.Event()
-
-        def hammer() -> None:
-            while not stop.is_set():
-                try:
-                    answered.append(status("/a"))
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=hammer, daemon=True) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        try:
+        with harness.Hammer(lambda: status("/a"), threads=3) as hammer:
             workers = _uvicorn_workers(master)
             assert len(workers) == 2
             write(route_a + route_b)
@@ -227,12 +212,8 @@ def test_sighup_on_the_default_engine_through_nginx_drops_nothing(
             for _ in range(6):
                 assert status("/b") == 200  # the config in force stays
             assert _uvicorn_workers(master) == reloaded  # a refused config replaces no worker
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=60)
-        assert errors == [], errors[:3]
-        assert answered and set(answered) == {200}, set(answered)
+        assert hammer.errors == [], hammer.errors[:3]
+        assert hammer.answered and set(hammer.answered) == {200}, set(hammer.answered)
         write(route_b)  # valid again, and without /a
         os.kill(master, signal.SIGHUP)
         wait_for(lambda: status("/a") == 403, "the third config")

@@ -330,27 +330,12 @@ def test_sighup_reloads_config_and_keeps_old_one_when_broken(
     # A valid new config: the new route takes effect without restarting the master, and requests
     # sent meanwhile are all answered (gunicorn replaces the workers gracefully).
     write(route_a + route_b)
-    answered: list[int] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def hammer() -> None:
-        while not stop.is_set():
-            try:
-                answered.append(status("/a"))
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-    thread = threading.Thread(target=hammer, daemon=True)
-    thread.start()
-    try:
+    with harness.Hammer(lambda: status("/a")) as hammer:
         os.kill(master, signal.SIGHUP)
         wait_for(lambda: all(status("/b") == 200 for _ in range(4)), "the reloaded config (route /b)")
         wait_for(lambda: "config_reloaded" in tg.log_tail(50_000_000), "the reload log line")
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-    assert errors == [] and answered and set(answered) == {200}, (errors[:3], set(answered))
+    assert hammer.errors == [] and hammer.answered and set(hammer.answered) == {200}, (hammer.errors[:3],
+                                                                                       set(hammer.answered))
 
     # Broken configs (an unknown key; a memory store with 2 workers), each of which would also drop
     # /b: refused with the reason logged, and the new workers keep serving the last valid config.

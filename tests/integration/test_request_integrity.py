@@ -35,24 +35,7 @@ from tokenguard.serving import ENGINES
 
 pytestmark = pytest.mark.integration
 
-ROUTES = """
-[[route]]
-name = "admin"
-path = "/admin/*"
-scopes = ["admin"]
-[[route]]
-name = "mtls"
-path = "/mtls/*"
-binding = "mtls"
-[[route]]
-name = "dpop"
-path = "/dpop/*"
-binding = "dpop"
-[[route]]
-name = "catch-all"
-path = "*"
-binding = "any"
-"""
+ROUTES = harness.INTEGRITY_ROUTES
 #: The same routes as the core sees them: the route of the request the upstream received.
 POLICY = Policy(routes=(Route(name="admin", path="/admin/*", scopes=("admin",)),
                         Route(name="mtls", path="/mtls/*", binding=RouteBinding.MTLS),

@@ -30,8 +30,8 @@ from tokenguard.serving import ENGINES
 
 pytestmark = pytest.mark.integration
 
-#: The bound chosen: the caches' byte budgets together are 10 MiB (DPoP headers 4, keys 4, route memo 1,
-#: htu 1; entry sizes are generous estimates), plus 6 MiB of allocator slack. Measured: 5-6 MiB.
+#: The bound chosen: the caches' byte budgets together are 11 MiB (DPoP headers 4, keys 4, validated targets 1,
+#: route memo 1, htu 1; entry sizes are generous estimates), plus 5 MiB of allocator slack.
 RSS_BOUND_MIB = 16
 REQUESTS_PER_PHASE = 10_000
 WARM_UP = 50  # first requests load what every request uses (keys, the replay store's connection)

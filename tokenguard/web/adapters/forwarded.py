@@ -39,8 +39,8 @@ _FORWARDED_FIELDS = ("host", "x-forwarded-proto", "x-forwarded-host", "x-forward
 _IDENTITY_PREFIX = "x-auth-"
 #: Validated targets by their parts: a service sees the same few URLs all day, and parsing one costs more
 #: than the lookup. Bounded in bytes too, as the parts are the client's (an entry holds ~3 copies of them).
-_TARGETS_MAX_ENTRIES = 4096
-_TARGETS_MAX_BYTES = 2 << 20
+_TARGETS_MAX_ENTRIES = 2048
+_TARGETS_MAX_BYTES = 1 << 20
 
 
 @lru_cache(maxsize=16)

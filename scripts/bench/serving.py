@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -218,22 +217,13 @@ def tree_cpu(root):
 
 # ----------------------------------------------------------------------------- wrk
 
-UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
+def parse_wrk(out: str) -> dict:
+    """wrk's summary, parsed by the peer benchmark's parser (one parser for every benchmark)."""
+    from peer_oidc_provider import parse_wrk as parse
 
-def parse_wrk(out):
-    r = {}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    r["rps"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"(\d+) requests in", out)
-    r["requests"] = int(m.group(1)) if m else 0
-    for p in ("50", "99"):
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        r[f"p{p}"] = float(m.group(1)) * UNIT[m.group(2)] if m else float("nan")
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    r["non2xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: (.*)", out)
-    r["sockerr"] = m.group(1).strip() if m else ""
+    r = parse(out)
+    r["non2xx"] = r["wrk_non2xx3xx"]
     return r
 
 
